@@ -1,0 +1,3 @@
+from vbench_pref.cli import main
+
+main()
