@@ -1,0 +1,1 @@
+"""Built-in evaluators, installed as ``vbench_pref.evaluators`` (one module each)."""

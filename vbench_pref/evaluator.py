@@ -1,0 +1,190 @@
+"""The evaluator interface: a typed card readable without loading weights, ``load`` and ``score``.
+
+A card says what an evaluator measures (its scores, their direction and range), what frames it needs,
+whether it reads the prompt, which weights it loads and which reference implementation it follows.
+The constructor does no I/O; ``load`` builds the model; ``score`` returns one value per video and score.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+import torch
+
+from vbench_pref.errors import VbenchPrefError
+from vbench_pref.video import FrameSpec
+from vbench_pref.weights import WeightSpec
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """One number an evaluator produces per video."""
+
+    name: str
+    higher_is_better: bool
+    range: tuple[float, float] = (-math.inf, math.inf)
+    description: str = ""
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A user-settable evaluator option (``-O evaluator.name=value`` on the CLI)."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+
+    def parse(self, text: str) -> Any:
+        kind = type(self.default)
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no"}:
+                raise VbenchPrefError(f"option {self.name} takes true/false, got {text!r}")
+            value: Any = lowered in {"1", "true", "yes"}
+        elif kind in (int, float):
+            try:
+                value = kind(text)
+            except ValueError:
+                raise VbenchPrefError(f"option {self.name} takes a {kind.__name__}, got {text!r}") from None
+        else:
+            value = text
+        return value
+
+
+@dataclass
+class VideoSample:
+    """One video as an evaluator sees it: its frame view (uint8, T x H x W x 3, RGB) and its context."""
+
+    video: str
+    frames: torch.Tensor
+    timestamps: np.ndarray
+    fps: float
+    prompt: str | None = None
+    image: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Evaluator(abc.ABC):
+    """Base class of every evaluator. Subclasses fill the card and implement ``score``."""
+
+    # --- the card (class attributes; no weights needed to read them) ---
+    name: ClassVar[str]
+    version: ClassVar[str]
+    scores: ClassVar[tuple[ScoreSpec, ...]]
+    frames: ClassVar[FrameSpec]
+    needs_prompt: ClassVar[bool] = False
+    weights: ClassVar[tuple[WeightSpec, ...]] = ()
+    reference: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, **options: Any) -> None:
+        known = {o.name: o for o in self.options}
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise VbenchPrefError(
+                f"{self.name}: unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(known) or 'none'}"
+            )
+        self.config: dict[str, Any] = {o.name: o.default for o in self.options}
+        for key, value in options.items():
+            if isinstance(value, str) and not isinstance(known[key].default, str):
+                value = known[key].parse(value)
+            choices = known[key].choices
+            if choices is not None and value not in choices:
+                raise VbenchPrefError(
+                    f"{self.name}: option {key} must be one of {', '.join(map(str, choices))}, got {value!r}"
+                )
+            self.config[key] = value
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+
+    # --- what the engine asks ---
+    def frame_spec(self) -> FrameSpec:
+        """The frames this instance needs; options may change the class default."""
+        return self.frames
+
+    @property
+    def uses_random_weights(self) -> bool:
+        """True when scores come from randomly initialised weights (smoke tests only)."""
+        return False
+
+    def missing_weights(self) -> str | None:
+        """None when ``load`` can find its weights; else one line naming the file and how to get it."""
+        return None
+
+    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        """Build models and read weights. Raise WeightsMissingError when weights are not available."""
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+    @abc.abstractmethod
+    def score(self, batch: Sequence[VideoSample]) -> dict[str, np.ndarray]:
+        """Per-video values for every declared score: ``{score_name: array of len(batch)}``.
+
+        Raise ScoreError (or any exception) when a video cannot be scored; the engine then scores the
+        batch one video at a time and records the failing ones in errors.csv.
+        """
+
+    def provenance(self) -> dict[str, Any]:
+        """What run.json records about this evaluator (after ``load``): versions, options, weight hashes."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "options": dict(self.config),
+            "frames": self.frame_spec().describe(),
+            "reference": self.reference,
+            "weights": self.weight_provenance(),
+            "random_weights": self.uses_random_weights,
+        }
+
+    def weight_provenance(self) -> list[dict[str, Any]]:
+        """The weight files in use with their sha256; evaluators that load weights override this."""
+        return []
+
+    # --- helpers derived from the card ---
+    @classmethod
+    def columns(cls) -> list[str]:
+        """Column names in scores.csv: ``<evaluator>`` for a single score, else ``<evaluator>.<score>``."""
+        if len(cls.scores) == 1:
+            return [cls.name]
+        return [f"{cls.name}.{s.name}" for s in cls.scores]
+
+    @classmethod
+    def column_specs(cls) -> dict[str, ScoreSpec]:
+        return dict(zip(cls.columns(), cls.scores))
+
+    @classmethod
+    def card(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "version": cls.version,
+            "description": cls.description,
+            "scores": [
+                {
+                    "column": col,
+                    "name": s.name,
+                    "higher_is_better": s.higher_is_better,
+                    "range": list(s.range),
+                    "description": s.description,
+                }
+                for col, s in cls.column_specs().items()
+            ],
+            "frames": cls.frames.describe(),
+            "needs_prompt": cls.needs_prompt,
+            "weights": [w.describe() for w in cls.weights],
+            "reference": cls.reference,
+            "options": [
+                {"name": o.name, "default": o.default, "help": o.help, "choices": o.choices}
+                for o in cls.options
+            ],
+        }
