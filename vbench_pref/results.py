@@ -1,0 +1,233 @@
+"""The run directory: per-video scores, errors, summary and provenance, written incrementally and atomically.
+
+Files of a run directory::
+
+    records.jsonl   the resume journal: one JSON line per (video, evaluator) outcome, appended and fsynced
+                    as work finishes; a torn last line (the process died mid-write) is ignored on resume
+    scores.csv      one row per video: video, prompt, then one column per score (<evaluator>[.<score>])
+    scores.parquet  the same, typed
+    errors.csv      video, evaluator, error — one row per (video, evaluator) that could not be scored
+    summary.csv     per score column: mean, std, n, n_missing, ci95_low, ci95_high (+ direction)
+    summary.json    the same plus n_videos, for the leaderboard
+    run.json        provenance and the configuration this directory is bound to
+
+Every file but the journal is rewritten whole through a temporary file and one rename.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from vbench_pref.atomic import atomic_path, atomic_write_text
+from vbench_pref.errors import RunConfigMismatch, VbenchPrefError
+from vbench_pref.evaluator import ScoreSpec
+from vbench_pref.matching import VideoTask
+from vbench_pref.stats import summarize
+
+RECORDS = "records.jsonl"
+RUN_JSON = "run.json"
+
+
+@dataclass
+class Record:
+    """The outcome of one evaluator on one video: its scores, or the error that prevented them."""
+
+    video: str
+    evaluator: str
+    scores: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> str:
+        scores = {k: (None if math.isnan(v) else v) for k, v in self.scores.items()}
+        payload = {"video": self.video, "evaluator": self.evaluator, "scores": scores, "error": self.error}
+        return json.dumps(payload, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> "Record":
+        data = json.loads(line)
+        scores = {k: (math.nan if v is None else float(v)) for k, v in data["scores"].items()}
+        return cls(data["video"], data["evaluator"], scores, data.get("error"))
+
+
+def latest_records(records: Iterable[Record]) -> dict[tuple[str, str], Record]:
+    """The newest outcome per (video, evaluator): a retry that succeeded supersedes its old error."""
+    return {(r.video, r.evaluator): r for r in records}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN is not JSON: write it as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configurations."""
+    keys = sorted(set(old) | set(new))
+    out: list[str] = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(config_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+class RunDir:
+    """One scoring run's output folder."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    # --- configuration binding ---
+    def read_run_json(self) -> dict[str, Any] | None:
+        file = self.path / RUN_JSON
+        if not file.is_file():
+            return None
+        try:
+            return json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise VbenchPrefError(f"{file} is not valid JSON; move the folder away or use a new --out") from None
+
+    def bind(self, config: dict[str, Any]) -> bool:
+        """Refuse a folder made with another configuration. Returns True when resuming."""
+        if self.path.exists() and not self.path.is_dir():
+            raise VbenchPrefError(f"--out {self.path} exists and is not a folder")
+        existing = self.read_run_json()
+        if existing is None:
+            if self.path.is_dir() and (self.path / RECORDS).exists():
+                raise RunConfigMismatch(f"{self.path} holds scores but no run.json; use a new --out")
+            return False
+        differences = config_differences(existing.get("config", {}), config)
+        if differences:
+            raise RunConfigMismatch(
+                f"{self.path} holds a run with a different configuration ({', '.join(differences[:6])} "
+                "differ); use a new --out or the same options as before"
+            )
+        return True
+
+    def write_run_json(self, provenance: dict[str, Any]) -> None:
+        atomic_write_text(self.path / RUN_JSON, json.dumps(_jsonable(provenance), indent=2, ensure_ascii=False) + "\n")
+
+    # --- the journal ---
+    def read_records(self) -> list[Record]:
+        file = self.path / RECORDS
+        if not file.is_file():
+            return []
+        records = []
+        with open(file, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.endswith("\n"):
+                    break  # torn write of a killed process: that work is redone
+                try:
+                    records.append(Record.from_json(line))
+                except (json.JSONDecodeError, KeyError):
+                    break
+        return records
+
+    def repair_journal(self) -> None:
+        """Cut a torn last line so that new records start on a line of their own."""
+        file = self.path / RECORDS
+        if not file.is_file():
+            return
+        data = file.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            with open(file, "r+b") as handle:
+                handle.truncate(end)
+
+    def append(self, records: Iterable[Record]) -> None:
+        lines = "".join(r.to_json() + "\n" for r in records)
+        if not lines:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / RECORDS, "a", encoding="utf-8") as handle:
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    # --- materialised views ---
+    def materialize(
+        self,
+        tasks: list[VideoTask],
+        columns: dict[str, tuple[str, ScoreSpec]],
+        records: list[Record],
+    ) -> dict[str, Any]:
+        """Rewrite scores/errors/summary from the journal. ``columns``: column -> (evaluator, spec)."""
+        latest = latest_records(records)
+        prompts = {t.video: t.prompt for t in tasks}
+        touched = {video for video, _ in latest}
+        rows = []
+        for task in tasks:
+            if task.video not in touched:
+                continue
+            row: dict[str, Any] = {"video": task.video, "prompt": prompts[task.video] or ""}
+            for column, (evaluator, spec) in columns.items():
+                record = latest.get((task.video, evaluator))
+                value = record.scores.get(spec.name, math.nan) if record and not record.error else math.nan
+                row[column] = value
+            rows.append(row)
+        scores = pd.DataFrame(rows, columns=["video", "prompt", *columns])
+        scores = scores.astype({"video": "string", "prompt": "string", **{c: "float64" for c in columns}})
+        errors = pd.DataFrame(
+            [
+                {"video": r.video, "evaluator": r.evaluator, "error": r.error}
+                for (video, _), r in latest.items()
+                if r.error is not None and video in prompts
+            ],
+            columns=["video", "evaluator", "error"],
+        )
+        summary = {
+            column: {
+                **summarize(scores[column].to_numpy(dtype=np.float64, na_value=np.nan)),
+                "higher_is_better": spec.higher_is_better,
+                "range": list(spec.range),
+                "evaluator": evaluator,
+                "score": spec.name,
+            }
+            for column, (evaluator, spec) in columns.items()
+        }
+        self._write_frame(scores, "scores.csv")
+        with atomic_path(self.path / "scores.parquet") as tmp:
+            scores.to_parquet(tmp, index=False)
+        self._write_frame(errors, "errors.csv")
+        summary_rows = [
+            {
+                "score": column,
+                "mean": s["mean"],
+                "std": s["std"],
+                "n": s["n"],
+                "n_missing": s["n_missing"],
+                "ci95_low": s["ci95"][0],
+                "ci95_high": s["ci95"][1],
+                "higher_is_better": s["higher_is_better"],
+            }
+            for column, s in summary.items()
+        ]
+        self._write_frame(pd.DataFrame(summary_rows), "summary.csv")
+        payload = {"n_videos": len(scores), "scores": summary}
+        atomic_write_text(self.path / "summary.json", json.dumps(_jsonable(payload), indent=2) + "\n")
+        return payload
+
+    def _write_frame(self, frame: pd.DataFrame, name: str) -> None:
+        with atomic_path(self.path / name) as tmp:
+            frame.to_csv(tmp, index=False)
+

@@ -1,0 +1,407 @@
+"""The scoring engine: plan → decode each video once → batch across videos → evaluators → journal.
+
+Decoding runs in a small thread pool a few videos ahead of the evaluators, so that it overlaps compute.
+Every video is decoded once into the union of the frame views its pending evaluators ask for; each
+evaluator collects its views into batches of ``batch_size`` videos. Outcomes are appended to the run's
+journal as batches finish, and the CSV/Parquet/JSON views are rewritten atomically every few seconds,
+so an interrupted run loses at most the batches in flight and a rerun of the same command resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+import vbench_pref
+from vbench_pref import registry
+from vbench_pref.errors import EXIT_OK, EXIT_PARTIAL, VbenchPrefError, VideoDecodeError
+from vbench_pref.evaluator import Evaluator, ScoreSpec, VideoSample
+from vbench_pref.matching import Matching, VideoTask, match_videos
+from vbench_pref.results import Record, RunDir, latest_records, now_iso
+from vbench_pref.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from vbench_pref.video import DecodedVideo, FrameSpec, decode_video
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MATERIALIZE_EVERY_S = 5.0
+
+
+@dataclass
+class ScoreOptions:
+    """Everything a scoring run depends on (the CLI's ``score`` options)."""
+
+    videos: Path
+    out: Path
+    prompts: Path | None = None
+    evaluators: list[str] = field(default_factory=list)
+    evaluator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int = 8
+    backend: str = "pyav"
+    workers: int = 2
+    model: str | None = None
+    method: str | None = None
+    recursive: bool = False
+    seed: int = 0
+    command: list[str] | None = None
+
+
+@dataclass
+class ScoreResult:
+    run_dir: Path
+    n_videos: int
+    n_failed: int
+    interrupted: bool
+    skipped: dict[str, str]
+    summary: dict[str, Any]
+    resumed: bool
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.n_failed else EXIT_OK
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise VbenchPrefError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    return resolved
+
+
+def build_evaluators(
+    names: Sequence[str], options: dict[str, dict[str, Any]], with_prompts: bool
+) -> tuple[list[Evaluator], dict[str, str]]:
+    """Instantiate the named evaluators, or by default every one that can run here.
+
+    Default selection skips evaluators whose weights are not on disk and, without prompts, those that
+    need a prompt; the reason of each skip is returned so the user sees it.
+    """
+    unknown_options = sorted(set(options) - set(names)) if names else []
+    if unknown_options:
+        raise VbenchPrefError(f"options given for evaluator(s) not selected: {', '.join(unknown_options)}")
+    if len(set(names)) != len(names):
+        raise VbenchPrefError("an evaluator is selected twice")
+    skipped: dict[str, str] = {}
+    if names:
+        chosen = [registry.get(n)(**options.get(n, {})) for n in names]
+        if not with_prompts:
+            needing = [e.name for e in chosen if e.needs_prompt]
+            if needing:
+                raise VbenchPrefError(f"{', '.join(needing)} need(s) prompts: pass --prompts FILE or a manifest")
+        return chosen, skipped
+    chosen = []
+    for name, cls in registry.available().items():
+        evaluator = cls(**options.get(name, {}))
+        reason = evaluator.missing_weights()
+        if reason is None and cls.needs_prompt and not with_prompts:
+            reason = "needs prompts"
+        if reason is None:
+            chosen.append(evaluator)
+        else:
+            skipped[name] = reason
+    if not chosen:
+        raise VbenchPrefError(f"no evaluator can run: {'; '.join(f'{k}: {v}' for k, v in skipped.items())}")
+    return chosen, skipped
+
+
+def git_revision() -> str | None:
+    """The commit of the installed source tree (with '-dirty' when modified), or None."""
+    here = Path(vbench_pref.__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        )
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def video_seed(seed: int, video: str) -> int:
+    """Per-video seed independent of batch composition and resume order."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{video}".encode()).digest()[:4], "little")
+
+
+def column_table(evaluators: Sequence[Evaluator]) -> dict[str, tuple[str, ScoreSpec]]:
+    table: dict[str, tuple[str, ScoreSpec]] = {}
+    for evaluator in evaluators:
+        for column, spec in evaluator.column_specs().items():
+            table[column] = (evaluator.name, spec)
+    return table
+
+
+def _run_config(opts: ScoreOptions, evaluators: Sequence[Evaluator], matching: Matching, device: torch.device) -> dict[str, Any]:
+    """What a run directory is bound to: anything that can change a score."""
+    return {
+        "evaluators": {
+            e.name: {
+                "version": e.version,
+                "options": {k: str(v) for k, v in e.config.items()},
+                "frames": e.frame_spec().describe(),
+            }
+            for e in evaluators
+        },
+        "inputs": {"videos": str(opts.videos.resolve()), "matching": matching.mode, "digest": matching.fingerprint()},
+        "device": device.type,
+        "dtype": opts.dtype,
+        "seed": opts.seed,
+    }
+
+
+class _Engine:
+    """One scoring pass over the pending (video, evaluator) pairs of a run."""
+
+    def __init__(
+        self,
+        opts: ScoreOptions,
+        evaluators: list[Evaluator],
+        tasks: list[VideoTask],
+        run_dir: RunDir,
+        records: list[Record],
+        on_video: Callable[[], None],
+    ) -> None:
+        self.opts = opts
+        self.evaluators = {e.name: e for e in evaluators}
+        self.tasks = tasks
+        self.run_dir = run_dir
+        self.records = records
+        self.columns = column_table(evaluators)
+        self.on_video = on_video
+        self.pending: dict[str, list[VideoSample]] = {e.name: [] for e in evaluators}
+        self.last_materialized = time.monotonic()
+        done = {(r.video, r.evaluator) for r in records if r.error is None}
+        self.needs = {
+            t.video: [e for e in evaluators if (t.video, e.name) not in done] for t in tasks
+        }
+
+    def todo(self) -> list[VideoTask]:
+        return [t for t in self.tasks if self.needs[t.video]]
+
+    def _decode(self, task: VideoTask) -> DecodedVideo:
+        specs = list(dict.fromkeys(e.frame_spec() for e in self.needs[task.video]))
+        return decode_video(task.path, specs, backend=self.opts.backend)
+
+    def run(self) -> None:
+        todo = self.todo()
+        window = max(2 * self.opts.workers, 2)
+        with ThreadPoolExecutor(max_workers=self.opts.workers, thread_name_prefix="decode") as pool:
+            queue: deque[tuple[VideoTask, Future[DecodedVideo]]] = deque()
+            upcoming = iter(todo)
+            try:
+                for task in upcoming:
+                    queue.append((task, pool.submit(self._decode, task)))
+                    if len(queue) >= window:
+                        self._consume(*queue.popleft())
+                while queue:
+                    self._consume(*queue.popleft())
+                for name in self.pending:
+                    self._flush(name)
+            except BaseException:
+                for _, future in queue:
+                    future.cancel()
+                raise
+            finally:
+                self.materialize()
+
+    def _consume(self, task: VideoTask, future: Future[DecodedVideo]) -> None:
+        evaluators = self.needs[task.video]
+        try:
+            decoded = future.result()
+        except VideoDecodeError as exc:
+            self._commit([Record(task.video, e.name, error=f"decode: {exc}") for e in evaluators])
+        else:
+            for evaluator in evaluators:
+                frames, stamps = decoded.view(evaluator.frame_spec())
+                sample = VideoSample(
+                    video=task.video,
+                    frames=frames,
+                    timestamps=stamps,
+                    fps=decoded.fps,
+                    prompt=task.prompt,
+                    image=task.image,
+                    extras={"seed": video_seed(self.opts.seed, task.video)},
+                )
+                queue = self.pending[evaluator.name]
+                queue.append(sample)
+                if len(queue) >= self.opts.batch_size:
+                    self._flush(evaluator.name)
+        self.on_video()
+        if time.monotonic() - self.last_materialized > MATERIALIZE_EVERY_S:
+            self.materialize()
+
+    def _flush(self, name: str) -> None:
+        batch, self.pending[name] = self.pending[name], []
+        if batch:
+            self._commit(score_isolated(self.evaluators[name], batch))
+
+    def _commit(self, records: list[Record]) -> None:
+        self.run_dir.append(records)
+        self.records.extend(records)
+
+    def materialize(self) -> dict[str, Any]:
+        self.last_materialized = time.monotonic()
+        return self.run_dir.materialize(self.tasks, self.columns, self.records)
+
+
+def _check_output(evaluator: Evaluator, values: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    names = [s.name for s in evaluator.scores]
+    if set(values) != set(names):
+        raise RuntimeError(f"{evaluator.name}.score returned {sorted(values)}, its card declares {names}")
+    arrays = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in values.items()}
+    for key, array in arrays.items():
+        if array.shape[0] != size:
+            raise RuntimeError(f"{evaluator.name}.score returned {array.shape[0]} values of {key} for {size} videos")
+    return arrays
+
+
+def score_isolated(evaluator: Evaluator, batch: list[VideoSample]) -> list[Record]:
+    """Score a batch; when it fails, score its videos one by one so one bad video costs only itself."""
+    try:
+        values = _check_output(evaluator, evaluator.score(batch), len(batch))
+    except Exception as batch_error:
+        if len(batch) == 1:
+            return [Record(batch[0].video, evaluator.name, error=_one_line(batch_error))]
+        records: list[Record] = []
+        for sample in batch:
+            records.extend(score_isolated(evaluator, [sample]))
+        return records
+    return [
+        Record(sample.video, evaluator.name, {k: float(v[i]) for k, v in values.items()})
+        for i, sample in enumerate(batch)
+    ]
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    message = text[0] if text else ""
+    return message if isinstance(error, VbenchPrefError) else f"{type(error).__name__}: {message}"
+
+
+def _provenance(
+    opts: ScoreOptions,
+    evaluators: Sequence[Evaluator],
+    matching: Matching,
+    config: dict[str, Any],
+    device: torch.device,
+    created: str,
+) -> dict[str, Any]:
+    return {
+        "run_id": f"{opts.out.resolve().name}-{hashlib.sha256(repr(sorted(config.items())).encode()).hexdigest()[:8]}",
+        "model": opts.model,
+        "method": opts.method if opts.method is not None else opts.videos.resolve().name,
+        "created": created,
+        "updated": now_iso(),
+        "package": {"name": "vbench-pref", "version": vbench_pref.__version__, "git": git_revision()},
+        "command": opts.command if opts.command is not None else sys.argv,
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        },
+        "inputs": {
+            "videos": str(opts.videos),
+            "prompts": None if opts.prompts is None else str(opts.prompts),
+            "matching": matching.mode,
+            "matching_source": matching.source,
+            "n_videos": len(matching.tasks),
+            "decode_backend": opts.backend,
+        },
+        "evaluators": [e.provenance() for e in evaluators],
+        "random_weights": [c for e in evaluators if e.uses_random_weights for c in e.columns()],
+        "device": str(device),
+        "dtype": opts.dtype,
+        "seed": opts.seed,
+        "batch_size": opts.batch_size,
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95, "method": "percentile"},
+        "config": config,
+    }
+
+
+def run_scoring(
+    opts: ScoreOptions,
+    on_start: Callable[[int, int, dict[str, str], bool], None] | None = None,
+    on_video: Callable[[], None] | None = None,
+) -> ScoreResult:
+    """Score a folder of videos into ``opts.out``; resumable. Raises VbenchPrefError on bad input."""
+    if opts.batch_size < 1:
+        raise VbenchPrefError("--batch-size must be at least 1")
+    if opts.dtype not in DTYPES:
+        raise VbenchPrefError(f"--dtype must be one of {', '.join(DTYPES)}")
+    if opts.workers < 1:
+        raise VbenchPrefError("--workers must be at least 1")
+    device = resolve_device(opts.device)
+    matching = match_videos(opts.videos, opts.prompts, opts.recursive)
+    with_prompts = all(t.prompt is not None for t in matching.tasks)
+    evaluators, skipped = build_evaluators(opts.evaluators, opts.evaluator_options, with_prompts)
+    config = _run_config(opts, evaluators, matching, device)
+    run_dir = RunDir(opts.out)
+    resumed = run_dir.bind(config)
+    for evaluator in evaluators:  # weights are read before anything is written
+        evaluator.load(device, DTYPES[opts.dtype])
+    previous = run_dir.read_run_json() or {}
+    created = previous.get("created", now_iso())
+    run_dir.path.mkdir(parents=True, exist_ok=True)
+    run_dir.repair_journal()
+    records = run_dir.read_records()
+    provenance = _provenance(opts, evaluators, matching, config, device, created)
+    provenance["status"] = {"complete": False, "videos": len(matching.tasks)}
+    run_dir.write_run_json(provenance)
+
+    torch.manual_seed(opts.seed)
+    engine = _Engine(opts, evaluators, matching.tasks, run_dir, records, on_video or (lambda: None))
+    if on_start is not None:
+        on_start(len(matching.tasks), len(engine.todo()), skipped, resumed)
+    interrupted = False
+    try:
+        engine.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    summary = engine.materialize()
+    latest = latest_records(engine.records)
+    videos = {t.video for t in matching.tasks}
+    failed = {video for (video, _), record in latest.items() if record.error is not None} & videos
+    scored = {
+        t.video for t in matching.tasks
+        if all((r := latest.get((t.video, e.name))) is not None and r.error is None for e in evaluators)
+    }
+    provenance["updated"] = now_iso()
+    provenance["status"] = {
+        "complete": not interrupted,
+        "videos": len(matching.tasks),
+        "scored": len(scored),
+        "failed": len(failed),
+        "skipped_evaluators": skipped,
+    }
+    run_dir.write_run_json(provenance)
+    result = ScoreResult(run_dir.path, len(matching.tasks), len(failed), interrupted, skipped, summary, resumed)
+    if interrupted:
+        raise RunInterrupted(result)
+    return result
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, after everything finished so far was saved."""
+
+    def __init__(self, result: ScoreResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
