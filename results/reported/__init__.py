@@ -1,0 +1,1 @@
+"""Reported results shipped with the package (installed as ``vbench_pref.reported``)."""
