@@ -1,0 +1,14 @@
+"""The ``vbench-pref`` command line: one module per command; commands parse options and call run()."""
+
+from __future__ import annotations
+
+from vbench_pref.cli._app import app
+
+# Importing the command modules registers their commands on ``app``.
+from vbench_pref.cli import demo, evaluators_cmd, leaderboard_cmd, score  # noqa: E402,F401
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

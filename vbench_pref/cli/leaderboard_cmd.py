@@ -1,0 +1,63 @@
+"""``vbench-pref leaderboard``: runs and reported rows side by side, as CSV and Markdown."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import typer
+
+from vbench_pref import registry
+from vbench_pref.cli._app import app, console, out, reports_errors
+from vbench_pref.errors import VbenchPrefError
+from vbench_pref.leaderboard import output_paths, run as build_and_write
+
+
+def bundled_reported() -> dict[str, Path]:
+    """Reported results shipped with the package, by short name (e.g. ``pgdpo_paper``)."""
+    folder = resources.files("vbench_pref.reported")
+    return {Path(item.name).stem: Path(str(item)) for item in folder.iterdir() if item.name.endswith(".csv")}
+
+
+def resolve_reported(name: str) -> Path:
+    path = Path(name)
+    if path.exists():
+        return path
+    bundled = bundled_reported()
+    if name in bundled:
+        return bundled[name]
+    raise VbenchPrefError(
+        f"reported file {name!r} not found; give a CSV path or one of the bundled: {', '.join(sorted(bundled))}"
+    )
+
+
+def registry_directions() -> dict[str, bool]:
+    return {
+        column: spec.higher_is_better
+        for cls in registry.available().values()
+        for column, spec in cls.column_specs().items()
+    }
+
+
+def write_leaderboard(run_dirs: list[Path], reported: list[str], prefix: Path) -> Path:
+    board = build_and_write(run_dirs, [resolve_reported(r) for r in reported], prefix, directions=registry_directions())
+    for warning in board.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    return output_paths(prefix)[1]
+
+
+@app.command("leaderboard")
+@reports_errors
+def leaderboard_command(
+    runs: list[Path] = typer.Argument(None, help="Run folders written by `score` / `eval`."),
+    reported: list[str] = typer.Option(
+        [], "--reported", help="Reported results CSV (repeat); bundled: pgdpo_paper (PG-DPO paper, Tables 1-2)."
+    ),
+    prefix: Path = typer.Option(..., "--out", help="Output prefix: writes PREFIX.csv and PREFIX.md."),
+) -> None:
+    """Write PREFIX.csv and PREFIX.md: one row per model/method, best value per column marked."""
+    if not runs and not reported:
+        raise VbenchPrefError("give at least one run folder or --reported file")
+    markdown = write_leaderboard(list(runs or []), list(reported), prefix)
+    out.print(markdown.read_text(encoding="utf-8"), highlight=False, markup=False)
+    console.print(f"wrote {output_paths(prefix)[0]} and {markdown}", highlight=False)

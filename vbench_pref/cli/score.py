@@ -1,0 +1,112 @@
+"""``vbench-pref score``: score a folder of videos with the selected evaluators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vbench_pref.cli._app import app, argv, console, out, reports_errors
+from vbench_pref.errors import EXIT_INTERRUPTED, VbenchPrefError
+from vbench_pref.scoring import RunInterrupted, ScoreOptions, ScoreResult, run_scoring
+
+
+def parse_evaluator_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["warp_flicker.model=raft_small", ...]`` -> ``{"warp_flicker": {"model": "raft_small"}}``."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        evaluator, dot, option = key.partition(".")
+        if not sep or not dot or not evaluator or not option:
+            raise VbenchPrefError(f"-O takes EVALUATOR.OPTION=VALUE, got {item!r}")
+        parsed.setdefault(evaluator.strip(), {})[option.strip()] = value
+    return parsed
+
+
+def print_summary(result: ScoreResult) -> None:
+    table = Table(title=f"{result.run_dir}  ({result.n_videos} videos)")
+    for column in ("score", "mean", "std", "95% CI", "n", "missing"):
+        table.add_column(column, justify="left" if column == "score" else "right")
+    for name, s in result.summary["scores"].items():
+        arrow = "↑" if s["higher_is_better"] else "↓"
+        low, high = s["ci95"]
+        table.add_row(
+            f"{name} {arrow}",
+            _fmt(s["mean"]),
+            _fmt(s["std"]),
+            f"[{_fmt(low)}, {_fmt(high)}]",
+            str(s["n"]),
+            str(s["n_missing"]),
+        )
+    out.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or value != value else f"{value:.4f}"
+
+
+def score_and_report(opts: ScoreOptions) -> ScoreResult:
+    """Run the engine with a progress bar, print the summary; raise typer.Exit on Ctrl-C."""
+    progress = Progress(
+        TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )
+    task_id = progress.add_task("videos", total=None)
+
+    def on_start(total: int, todo: int, skipped: dict[str, str], resumed: bool) -> None:
+        for name, reason in skipped.items():
+            console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
+        if resumed:
+            console.print(f"resuming {opts.out}: {total - todo} of {total} videos already scored", highlight=False)
+        progress.update(task_id, total=todo)
+
+    try:
+        with progress:
+            result = run_scoring(opts, on_start=on_start, on_video=lambda: progress.advance(task_id))
+    except RunInterrupted as stop:
+        console.print(
+            f"[yellow]interrupted[/]: what finished is saved in {stop.result.run_dir}; rerun the same command to resume",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    print_summary(result)
+    if result.n_failed:
+        console.print(
+            f"[yellow]{result.n_failed} of {result.n_videos} videos could not be scored[/]: see {result.run_dir / 'errors.csv'}",
+            highlight=False,
+        )
+    return result
+
+
+@app.command("score")
+@reports_errors
+def score_command(
+    videos: Path = typer.Option(..., "--videos", help="Folder of videos to score."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder: scores, summary, errors, run.json (resumable)."),
+    prompts: Optional[Path] = typer.Option(
+        None, "--prompts", help="Prompt file (one per line) or manifest (.csv/.jsonl with video,prompt[,image])."
+    ),
+    evaluators: list[str] = typer.Option([], "--evaluator", "-e", help="Evaluator to run (repeat); default: all that can run."),
+    options: list[str] = typer.Option([], "--option", "-O", help="Evaluator option EVALUATOR.OPTION=VALUE (repeat)."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    dtype: str = typer.Option("float32", help="Model compute dtype: float32, bfloat16 or float16."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Videos per evaluator batch."),
+    backend: str = typer.Option("pyav", help="Video decoder: pyav or decord."),
+    workers: int = typer.Option(2, help="Decoding threads running ahead of the evaluators."),
+    model: Optional[str] = typer.Option(None, "--model-name", help="Model label for the leaderboard."),
+    method: Optional[str] = typer.Option(None, "--method", help="Method label for the leaderboard (default: videos folder name)."),
+    recursive: bool = typer.Option(False, help="Also look for videos in subfolders."),
+    seed: int = typer.Option(0, help="Seed for evaluators that sample at random."),
+) -> None:
+    """Score every video of a folder; rerun the same command to resume. Exit 3 if some videos failed."""
+    opts = ScoreOptions(
+        videos=videos, out=out_dir, prompts=prompts, evaluators=list(evaluators),
+        evaluator_options=parse_evaluator_options(list(options)), device=device, dtype=dtype,
+        batch_size=batch_size, backend=backend, workers=workers, model=model, method=method,
+        recursive=recursive, seed=seed, command=argv(),
+    )
+    result = score_and_report(opts)
+    raise typer.Exit(result.exit_code)
