@@ -162,7 +162,8 @@ class Slow(Evaluator):
 '''
 
 
-def test_killed_run_resumes_without_lost_or_duplicated_rows(tmp_path) -> None:
+def slow_run_command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    """A CLI run of 10 videos with a slow plug-in evaluator, so that it can be stopped half-way."""
     directory = tmp_path / "videos"
     directory.mkdir()
     for i in range(10):
@@ -177,22 +178,47 @@ def test_killed_run_resumes_without_lost_or_duplicated_rows(tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(site)}
     command = [sys.executable, "-m", "vbench_pref", "score", "--videos", str(directory), "--out", str(tmp_path / "run"),
                "-e", "slow_test", "-e", "temporal_flicker", "--batch-size", "1", "--device", "cpu"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal = tmp_path / "run" / "records.jsonl"
+    return command, env
+
+
+def stop_half_way(command: list[str], env: dict[str, str], journal: Path, sig: int) -> subprocess.CompletedProcess[str]:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 6):
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_before = journal.read_text().count("\n")
-    assert 6 <= done_before < 20, "the run finished before it could be killed"
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def assert_complete_without_duplicates(command: list[str], env: dict[str, str], run: Path, done_before: int) -> None:
+    assert 6 <= done_before < 20, "the run finished before it could be stopped"
     finished = subprocess.run(command, env=env, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
-    scores = pd.read_csv(tmp_path / "run" / "scores.csv")
+    assert "resuming" in finished.stderr
+    scores = pd.read_csv(run / "scores.csv")
     assert scores.video.tolist() == [f"v{i:02d}.mp4" for i in range(10)]
     assert scores[["slow_test", "temporal_flicker"]].notna().all().all()
-    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "records.jsonl").read_text().splitlines()]
     assert len(records) == len({(r["video"], r["evaluator"]) for r in records}) == 20
+
+
+def test_killed_run_resumes_without_lost_or_duplicated_rows(tmp_path) -> None:
+    command, env = slow_run_command(tmp_path)
+    journal = tmp_path / "run" / "records.jsonl"
+    stop_half_way(command, env, journal, signal.SIGKILL)
+    assert_complete_without_duplicates(command, env, tmp_path / "run", journal.read_text().count("\n"))
+
+
+def test_ctrl_c_on_the_cli_exits_130_and_the_rerun_completes(tmp_path) -> None:
+    command, env = slow_run_command(tmp_path)
+    journal = tmp_path / "run" / "records.jsonl"
+    stopped = stop_half_way(command, env, journal, signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "rerun the same command to resume" in stopped.stderr
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"]["complete"] is False
+    assert_complete_without_duplicates(command, env, tmp_path / "run", journal.read_text().count("\n"))
 
 
 def test_a_different_configuration_is_refused(videos, tmp_path, register, test_evaluators) -> None:

@@ -18,8 +18,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)  # one-line messages stay one line
+out = Console(soft_wrap=True)
 _state = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])
