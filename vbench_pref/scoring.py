@@ -30,7 +30,7 @@ from vbench_pref.evaluator import Evaluator, ScoreSpec, VideoSample
 from vbench_pref.matching import Matching, VideoTask, match_videos
 from vbench_pref.results import Record, RunDir, latest_records, now_iso
 from vbench_pref.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from vbench_pref.video import DecodedVideo, FrameSpec, decode_video
+from vbench_pref.video import FrameSpec, decode_video
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MATERIALIZE_EVERY_S = 5.0
@@ -166,6 +166,14 @@ def _run_config(opts: ScoreOptions, evaluators: Sequence[Evaluator], matching: M
     }
 
 
+@dataclass
+class PreparedVideo:
+    """One decoded video as its evaluators need it: each frame view (frames, timestamps) by spec."""
+
+    fps: float
+    views: dict[FrameSpec, tuple[torch.Tensor, np.ndarray]]
+
+
 class _Engine:
     """One scoring pass over the pending (video, evaluator) pairs of a run."""
 
@@ -195,19 +203,21 @@ class _Engine:
     def todo(self) -> list[VideoTask]:
         return [t for t in self.tasks if self.needs[t.video]]
 
-    def _decode(self, task: VideoTask) -> DecodedVideo:
+    def _prepare(self, task: VideoTask) -> PreparedVideo:
+        """Decode once and derive every view, in a worker thread: resizing overlaps evaluator compute too."""
         specs = list(dict.fromkeys(e.frame_spec() for e in self.needs[task.video]))
-        return decode_video(task.path, specs, backend=self.opts.backend)
+        decoded = decode_video(task.path, specs, backend=self.opts.backend)
+        return PreparedVideo(decoded.fps, {spec: decoded.view(spec) for spec in specs})
 
     def run(self) -> None:
         todo = self.todo()
         window = max(2 * self.opts.workers, 2)
         with ThreadPoolExecutor(max_workers=self.opts.workers, thread_name_prefix="decode") as pool:
-            queue: deque[tuple[VideoTask, Future[DecodedVideo]]] = deque()
+            queue: deque[tuple[VideoTask, Future[PreparedVideo]]] = deque()
             upcoming = iter(todo)
             try:
                 for task in upcoming:
-                    queue.append((task, pool.submit(self._decode, task)))
+                    queue.append((task, pool.submit(self._prepare, task)))
                     if len(queue) >= window:
                         self._consume(*queue.popleft())
                 while queue:
@@ -221,20 +231,20 @@ class _Engine:
             finally:
                 self.materialize()
 
-    def _consume(self, task: VideoTask, future: Future[DecodedVideo]) -> None:
+    def _consume(self, task: VideoTask, future: Future[PreparedVideo]) -> None:
         evaluators = self.needs[task.video]
         try:
-            decoded = future.result()
+            prepared = future.result()
         except VideoDecodeError as exc:
             self._commit([Record(task.video, e.name, error=f"decode: {exc}") for e in evaluators])
         else:
             for evaluator in evaluators:
-                frames, stamps = decoded.view(evaluator.frame_spec())
+                frames, stamps = prepared.views[evaluator.frame_spec()]
                 sample = VideoSample(
                     video=task.video,
                     frames=frames,
                     timestamps=stamps,
-                    fps=decoded.fps,
+                    fps=prepared.fps,
                     prompt=task.prompt,
                     image=task.image,
                     extras={"seed": video_seed(self.opts.seed, task.video)},
