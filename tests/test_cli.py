@@ -11,9 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from vbench_pref.synthetic import smooth_motion
+from vbench_pref.video import write_video
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}  # rich wraps tables at the terminal width
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}  # rich wraps tables at the terminal width
     return subprocess.run([sys.executable, "-m", "vbench_pref", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
@@ -92,3 +95,19 @@ def test_leaderboard_command_with_bundled_reported_rows(tmp_path) -> None:
     assert (tmp_path / "board.csv").is_file() and "**0.3156**" in (tmp_path / "board.md").read_text()
     missing = cli("leaderboard", str(tmp_path / "nope"), "--out", str(tmp_path / "b2"))
     assert missing.returncode == 2 and "nope" in error_line(missing)
+
+
+def test_random_weight_smoke_mode_is_labelled_end_to_end(tmp_path) -> None:
+    for i in range(2):
+        write_video(tmp_path / "v" / f"v{i}.mp4", smooth_motion(3, 64, 64, seed=i), fps=8)
+    process = cli("score", "--videos", str(tmp_path / "v"), "--out", str(tmp_path / "run"), "-e", "warp_flicker",
+                  "-O", "warp_flicker.model=raft_small", "-O", "warp_flicker.weights=random", "-O", "warp_flicker.iters=2",
+                  "--device", "cpu")
+    assert process.returncode == 0, process.stderr
+    assert "random weights" in process.stdout
+    scores = pd.read_csv(tmp_path / "run" / "scores.csv")
+    assert scores.random_weights.tolist() == ["warp_flicker", "warp_flicker"] and scores.warp_flicker.notna().all()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["random_weights"] == ["warp_flicker"]
+    offline = cli("score", "--videos", str(tmp_path / "v"), "--out", str(tmp_path / "run2"), "-e", "warp_flicker",
+                  env={"TORCH_HOME": str(tmp_path / "empty_torch_home"), "VBENCH_PREF_RAFT_WEIGHTS": ""})
+    assert offline.returncode == 2 and "raft_large_C_T_SKHT_V2" in error_line(offline)

@@ -67,6 +67,18 @@ def test_materialize_writes_the_contract(tmp_path: Path) -> None:
     assert summary["n_videos"] == 2
     assert set(pd.read_csv(tmp_path / "summary.csv")["score"]) == {"e.s", "f"}
     assert not list(tmp_path.glob(".*.tmp"))
+    assert "random_weights" not in scores.columns and on_disk["scores"]["f"]["random_weights"] is False
+
+
+def test_random_weight_columns_are_labelled_in_every_file(tmp_path: Path) -> None:
+    tasks = [VideoTask("a.mp4", tmp_path / "a.mp4", "p")]
+    columns = {"f": ("f", ScoreSpec("f", True)), "g": ("g", ScoreSpec("g", True))}
+    records = [Record("a.mp4", "f", {"f": 1.0}), Record("a.mp4", "g", {"g": 2.0})]
+    RunDir(tmp_path).materialize(tasks, columns, records, random_columns=("g",))
+    assert pd.read_csv(tmp_path / "scores.csv").random_weights.tolist() == ["g"]
+    assert pd.read_parquet(tmp_path / "scores.parquet").random_weights.tolist() == ["g"]
+    assert pd.read_csv(tmp_path / "summary.csv").set_index("score").random_weights.to_dict() == {"f": False, "g": True}
+    assert json.loads((tmp_path / "summary.json").read_text())["scores"]["g"]["random_weights"] is True
 
 
 def test_binding_refuses_another_configuration(tmp_path: Path) -> None:

@@ -170,8 +170,13 @@ class RunDir:
         tasks: list[VideoTask],
         columns: dict[str, tuple[str, ScoreSpec]],
         records: list[Record],
+        random_columns: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        """Rewrite scores/errors/summary from the journal. ``columns``: column -> (evaluator, spec)."""
+        """Rewrite scores/errors/summary from the journal. ``columns``: column -> (evaluator, spec).
+
+        Columns in ``random_columns`` come from random-weight smoke-test models: every file says so (a
+        ``random_weights`` column in scores.csv and summary.csv, a flag in summary.json).
+        """
         latest = latest_records(records)
         prompts = {t.video: t.prompt for t in tasks}
         touched = {video for video, _ in latest}
@@ -187,6 +192,8 @@ class RunDir:
             rows.append(row)
         scores = pd.DataFrame(rows, columns=["video", "prompt", *columns])
         scores = scores.astype({"video": "string", "prompt": "string", **{c: "float64" for c in columns}})
+        if random_columns:
+            scores["random_weights"] = pd.Series([";".join(random_columns)] * len(scores), dtype="string")
         errors = pd.DataFrame(
             [
                 {"video": r.video, "evaluator": r.evaluator, "error": r.error}
@@ -202,6 +209,7 @@ class RunDir:
                 "range": list(spec.range),
                 "evaluator": evaluator,
                 "score": spec.name,
+                "random_weights": column in random_columns,
             }
             for column, (evaluator, spec) in columns.items()
         }
@@ -219,6 +227,7 @@ class RunDir:
                 "ci95_low": s["ci95"][0],
                 "ci95_high": s["ci95"][1],
                 "higher_is_better": s["higher_is_better"],
+                "random_weights": s["random_weights"],
             }
             for column, s in summary.items()
         ]

@@ -192,6 +192,7 @@ class _Engine:
         self.run_dir = run_dir
         self.records = records
         self.columns = column_table(evaluators)
+        self.random_columns = tuple(c for e in evaluators if e.uses_random_weights for c in e.columns())
         self.on_video = on_video
         self.pending: dict[str, list[VideoSample]] = {e.name: [] for e in evaluators}
         self.last_materialized = time.monotonic()
@@ -268,7 +269,7 @@ class _Engine:
 
     def materialize(self) -> dict[str, Any]:
         self.last_materialized = time.monotonic()
-        return self.run_dir.materialize(self.tasks, self.columns, self.records)
+        return self.run_dir.materialize(self.tasks, self.columns, self.records, self.random_columns)
 
 
 def _check_output(evaluator: Evaluator, values: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:

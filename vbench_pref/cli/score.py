@@ -32,9 +32,10 @@ def print_summary(result: ScoreResult) -> None:
         table.add_column(column, justify="left" if column == "score" else "right")
     for name, s in result.summary["scores"].items():
         arrow = "↑" if s["higher_is_better"] else "↓"
+        label = "  [yellow]† random weights: smoke test, not a measurement[/]" if s.get("random_weights") else ""
         low, high = s["ci95"]
         table.add_row(
-            f"{name} {arrow}",
+            f"{name} {arrow}{label}",
             _fmt(s["mean"]),
             _fmt(s["std"]),
             f"[{_fmt(low)}, {_fmt(high)}]",
