@@ -148,6 +148,11 @@ def column_table(evaluators: Sequence[Evaluator]) -> dict[str, tuple[str, ScoreS
     return table
 
 
+def random_weight_columns(evaluators: Sequence[Evaluator]) -> tuple[str, ...]:
+    """Score columns computed with random-weight smoke-test models: labelled in every output."""
+    return tuple(c for e in evaluators if e.uses_random_weights for c in e.columns())
+
+
 def _run_config(opts: ScoreOptions, evaluators: Sequence[Evaluator], matching: Matching, device: torch.device) -> dict[str, Any]:
     """What a run directory is bound to: anything that can change a score."""
     return {
@@ -192,7 +197,7 @@ class _Engine:
         self.run_dir = run_dir
         self.records = records
         self.columns = column_table(evaluators)
-        self.random_columns = tuple(c for e in evaluators if e.uses_random_weights for c in e.columns())
+        self.random_columns = random_weight_columns(evaluators)
         self.on_video = on_video
         self.pending: dict[str, list[VideoSample]] = {e.name: [] for e in evaluators}
         self.last_materialized = time.monotonic()
@@ -337,7 +342,7 @@ def _provenance(
             "decode_backend": opts.backend,
         },
         "evaluators": [e.provenance() for e in evaluators],
-        "random_weights": [c for e in evaluators if e.uses_random_weights for c in e.columns()],
+        "random_weights": list(random_weight_columns(evaluators)),
         "device": str(device),
         "dtype": opts.dtype,
         "seed": opts.seed,

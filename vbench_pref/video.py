@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import re
 import threading
 from collections import Counter
