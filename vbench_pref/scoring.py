@@ -220,9 +220,8 @@ class _Engine:
         window = max(2 * self.opts.workers, 2)
         with ThreadPoolExecutor(max_workers=self.opts.workers, thread_name_prefix="decode") as pool:
             queue: deque[tuple[VideoTask, Future[PreparedVideo]]] = deque()
-            upcoming = iter(todo)
             try:
-                for task in upcoming:
+                for task in todo:
                     queue.append((task, pool.submit(self._prepare, task)))
                     if len(queue) >= window:
                         self._consume(*queue.popleft())
@@ -234,8 +233,6 @@ class _Engine:
                 for _, future in queue:
                     future.cancel()
                 raise
-            finally:
-                self.materialize()
 
     def _consume(self, task: VideoTask, future: Future[PreparedVideo]) -> None:
         evaluators = self.needs[task.video]
@@ -391,6 +388,9 @@ def run_scoring(
         engine.run()
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        engine.materialize()  # keep what finished visible before the error propagates
+        raise
     summary = engine.materialize()
     latest = latest_records(engine.records)
     videos = {t.video for t in matching.tasks}
