@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from vbench_pref.errors import ScoreError
-from vbench_pref.evaluator import Evaluator
+from vbench_pref.evaluator import Evaluator, SharedModels
 from vbench_pref.flow import (
     build_raft,
     check_raft_config,
@@ -40,10 +40,22 @@ class RaftEvaluator(Evaluator):
     def missing_weights(self) -> str | None:
         return raft_missing_weights(self.config["model"], self.config["weights"], self.name)
 
-    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        super().load(device, dtype)
-        model, self._provenance = build_raft(self.config["model"], self.config["weights"], self.name)
-        self._model = model.to(self.device)
+    def load(
+        self,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        shared: SharedModels | None = None,
+    ) -> None:
+        super().load(device, dtype, shared)
+        self._model, self._provenance = build_raft(self.config["model"], self.config["weights"], self.name)
+
+    def activate(self) -> None:
+        if self._model is not None:
+            self._model.to(self.device)
+
+    def deactivate(self) -> None:
+        if self._model is not None:
+            self._model.to("cpu")
 
     def weight_provenance(self) -> list[dict[str, Any]]:
         return [dict(self._provenance)] if self._provenance else []

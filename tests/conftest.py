@@ -58,7 +58,7 @@ class NeedsWeights(Evaluator):
     def missing_weights(self):
         return "weights file model.pt is missing; run `vbench-pref weights pull needs_weights_test`"
 
-    def load(self, device="cpu", dtype=None):
+    def load(self, device="cpu", dtype=None, shared=None):
         from vbench_pref.errors import WeightsMissingError
 
         raise WeightsMissingError(self.missing_weights())

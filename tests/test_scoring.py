@@ -62,6 +62,8 @@ def test_flicker_equals_vbench_formula_and_broken_files_are_reported(videos, tmp
     assert run["status"] == {**run["status"], "complete": True, "videos": 8, "scored": 5, "failed": 3}
     assert {e["name"] for e in run["evaluators"]} == {"temporal_flicker", "brightness_test"}
     assert run["package"]["version"] and run["command"] and run["device"] == "cpu"
+    assert run["chunk_videos"] == ScoreOptions.chunk_videos and run["residency_groups"] == [["temporal_flicker"], ["brightness_test"]]
+    assert "chunk_videos" not in json.dumps(run["config"])  # it cannot change a score: never refuses a resume
 
 
 def test_each_video_is_decoded_once_and_frames_are_batched(videos, tmp_path, register, test_evaluators) -> None:
@@ -110,7 +112,7 @@ def test_unicode_and_long_prompts_survive_the_round_trip(tmp_path) -> None:
 
 
 def test_ctrl_c_then_rerun_completes_without_duplicates(videos, tmp_path, register, test_evaluators) -> None:
-    directory, arrays = videos
+    directory, _ = videos
     brightness = test_evaluators["brightness"]
     calls = {"n": 0}
     original = brightness.score
@@ -193,7 +195,7 @@ def stop_half_way(command: list[str], env: dict[str, str], journal: Path, sig: i
 
 def assert_complete_without_duplicates(command: list[str], env: dict[str, str], run: Path, done_before: int) -> None:
     assert 6 <= done_before < 20, "the run finished before it could be stopped"
-    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert finished.returncode == 0, finished.stderr
     assert "resuming" in finished.stderr
     scores = pd.read_csv(run / "scores.csv")
@@ -252,3 +254,29 @@ def test_prompt_needing_evaluator_without_prompts_is_refused(tmp_path, register,
     register(test_evaluators["prompt_length"])
     with pytest.raises(VbenchPrefError, match="need\\(s\\) prompts"):
         run_scoring(options(directory, tmp_path / "run", "prompt_length_test", prompts=None))
+
+
+def test_plugins_with_the_old_load_signature_still_run(videos, tmp_path, register) -> None:
+    import numpy as np
+
+    from vbench_pref.evaluator import Evaluator, ScoreSpec
+    from vbench_pref.video import FrameSpec
+
+    class OldStyle(Evaluator):
+        name = "old_style_test"
+        version = "1"
+        scores = (ScoreSpec("frames", True),)
+        frames = FrameSpec()
+        loaded: list[str] = []
+
+        def load(self, device="cpu", dtype=None):  # written before models could be shared
+            super().load(device, dtype)
+            OldStyle.loaded.append(str(device))
+
+        def score(self, batch):
+            return {"frames": np.array([s.frames.shape[0] for s in batch], dtype=float)}
+
+    register(OldStyle)
+    directory, _ = videos
+    result = run_scoring(ScoreOptions(videos=directory, out=tmp_path / "run", evaluators=["old_style_test"], device="cpu"))
+    assert result.exit_code == 0 and OldStyle.loaded == ["cpu"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -73,6 +73,24 @@ class VideoSample:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class SharedModels:
+    """Models shared between the evaluators of one run, built once per key (e.g. one CLIP backbone)."""
+
+    def __init__(self) -> None:
+        self._models: dict[Any, Any] = {}
+
+    def get_or_create(self, key: Any, factory: Callable[[], Any]) -> Any:
+        if key not in self._models:
+            self._models[key] = factory()
+        return self._models[key]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._models
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
 class Evaluator(abc.ABC):
     """Base class of every evaluator. Subclasses fill the card and implement ``score``."""
 
@@ -122,10 +140,40 @@ class Evaluator(abc.ABC):
         """None when ``load`` can find its weights; else one line naming the file and how to get it."""
         return None
 
-    def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        """Build models and read weights. Raise WeightsMissingError when weights are not available."""
+    def required_weights(self) -> tuple[WeightSpec, ...]:
+        """The manifest entries this instance loads under its options (the card lists every possible one)."""
+        return self.weights
+
+    def load(
+        self,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        shared: SharedModels | None = None,
+    ) -> None:
+        """Read weights and build models on the CPU; ``activate`` moves them to ``device``.
+
+        Raise WeightsMissingError when weights are not available. Evaluators that can share a model
+        with others (same backbone, same weights) take it from ``shared`` so it is built once per run.
+        """
         self.device = torch.device(device)
         self.dtype = dtype
+
+    def residency_key(self) -> str:
+        """Evaluators with equal keys use the same device models and are scored back to back.
+
+        The engine keeps one key's models on the accelerator at a time, so a run never holds two big
+        models in device memory; evaluators sharing a backbone return the backbone's key.
+        """
+        return self.name
+
+    def activate(self) -> None:
+        """Move this evaluator's models to ``self.device`` (called before its batches are scored)."""
+
+    def deactivate(self) -> None:
+        """Move models back to the CPU to free device memory for the next residency group."""
+
+    def chunk_done(self) -> None:
+        """The engine finished a chunk of videos: drop per-video caches (e.g. shared embeddings)."""
 
     @abc.abstractmethod
     def score(self, batch: Sequence[VideoSample]) -> dict[str, np.ndarray]:

@@ -1,24 +1,30 @@
 """The scoring engine: plan → decode each video once → batch across videos → evaluators → journal.
 
-Decoding runs in a small thread pool a few videos ahead of the evaluators, so that it overlaps compute.
-Every video is decoded once into the union of the frame views its pending evaluators ask for; each
-evaluator collects its views into batches of ``batch_size`` videos. Outcomes are appended to the run's
-journal as batches finish, and the CSV/Parquet/JSON views are rewritten atomically every few seconds,
-so an interrupted run loses at most the batches in flight and a rerun of the same command resumes.
+Videos are processed in chunks of ``chunk_videos``. A small thread pool decodes each video once into the
+union of the frame views its pending evaluators ask for, one chunk ahead of the evaluators, so that
+decoding overlaps compute (at most two chunks of frames are alive). Evaluators are grouped by
+``residency_key()``: within a chunk the groups are scored one after the other, and on a CUDA device with
+several groups only the group being scored is on the device (``activate``/``deactivate``), so a run
+never holds two big models in device memory; each evaluator collects its views into batches of
+``batch_size`` videos. Outcomes are appended to the run's journal as batches finish, and the
+CSV/Parquet/JSON views are rewritten atomically every few seconds, so an interrupted run loses at most
+the batches in flight and a rerun of the same command resumes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import platform
 import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +32,7 @@ import torch
 import vbench_pref
 from vbench_pref import registry
 from vbench_pref.errors import EXIT_OK, EXIT_PARTIAL, VbenchPrefError, VideoDecodeError
-from vbench_pref.evaluator import Evaluator, ScoreSpec, VideoSample
+from vbench_pref.evaluator import Evaluator, ScoreSpec, SharedModels, VideoSample
 from vbench_pref.matching import Matching, VideoTask, match_videos
 from vbench_pref.results import Record, RunDir, latest_records, now_iso
 from vbench_pref.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
@@ -50,6 +56,7 @@ class ScoreOptions:
     batch_size: int = 8
     backend: str = "pyav"
     workers: int = 2
+    chunk_videos: int = 16
     model: str | None = None
     method: str | None = None
     recursive: bool = False
@@ -117,18 +124,26 @@ def build_evaluators(
     return chosen, skipped
 
 
+def load_evaluator(evaluator: Evaluator, device: torch.device, dtype: torch.dtype, shared: SharedModels) -> None:
+    """``evaluator.load``; plug-ins written before models could be shared take ``load(device, dtype)``."""
+    if "shared" in inspect.signature(evaluator.load).parameters:
+        evaluator.load(device, dtype, shared)
+    else:
+        evaluator.load(device, dtype)
+
+
 def git_revision() -> str | None:
     """The commit of the installed source tree (with '-dirty' when modified), or None."""
     here = Path(vbench_pref.__file__).resolve().parent
     try:
         head = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
         )
         if head.returncode != 0:
             return None
         dirty = subprocess.run(
             ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True, text=True, timeout=5, check=False,
         )
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -179,6 +194,22 @@ class PreparedVideo:
     views: dict[FrameSpec, tuple[torch.Tensor, np.ndarray]]
 
 
+def residency_groups(evaluators: Sequence[Evaluator]) -> list[list[Evaluator]]:
+    """Evaluators grouped by ``residency_key()``, groups in order of first appearance."""
+    groups: dict[str, list[Evaluator]] = {}
+    for evaluator in evaluators:
+        groups.setdefault(evaluator.residency_key(), []).append(evaluator)
+    return list(groups.values())
+
+
+def swaps_residency(device: torch.device | str, n_groups: int) -> bool:
+    """Whether groups take turns on the device: only on CUDA and with more than one group.
+
+    Elsewhere every evaluator is activated once before the first chunk and never deactivated.
+    """
+    return torch.device(device).type == "cuda" and n_groups > 1
+
+
 class _Engine:
     """One scoring pass over the pending (video, evaluator) pairs of a run."""
 
@@ -190,21 +221,27 @@ class _Engine:
         run_dir: RunDir,
         records: list[Record],
         on_video: Callable[[], None],
+        device: torch.device | str = "cpu",
     ) -> None:
         self.opts = opts
-        self.evaluators = {e.name: e for e in evaluators}
+        self.evaluators = list(evaluators)
         self.tasks = tasks
         self.run_dir = run_dir
         self.records = records
         self.columns = column_table(evaluators)
         self.random_columns = random_weight_columns(evaluators)
         self.on_video = on_video
-        self.pending: dict[str, list[VideoSample]] = {e.name: [] for e in evaluators}
         self.last_materialized = time.monotonic()
         done = {(r.video, r.evaluator) for r in records if r.error is None}
         self.needs = {
             t.video: [e for e in evaluators if (t.video, e.name) not in done] for t in tasks
         }
+        working = {e.name for needs in self.needs.values() for e in needs}
+        # only groups with pending work take turns on the device; a resumed run may need just one
+        self.groups = residency_groups([e for e in evaluators if e.name in working])
+        self.group_index = {e.name: i for i, group in enumerate(self.groups) for e in group}
+        self.swap = swaps_residency(device, len(self.groups))
+        self.resident: list[Evaluator] = []  # activated and not deactivated since
 
     def todo(self) -> list[VideoTask]:
         return [t for t in self.tasks if self.needs[t.video]]
@@ -217,53 +254,100 @@ class _Engine:
 
     def run(self) -> None:
         todo = self.todo()
-        window = max(2 * self.opts.workers, 2)
+        size = self.opts.chunk_videos
+        chunks = iter([todo[i : i + size] for i in range(0, len(todo), size)])
         with ThreadPoolExecutor(max_workers=self.opts.workers, thread_name_prefix="decode") as pool:
-            queue: deque[tuple[VideoTask, Future[PreparedVideo]]] = deque()
+            ahead: deque[list[tuple[VideoTask, Future[PreparedVideo]]]] = deque()
+
+            def submit(chunk: list[VideoTask] | None) -> None:
+                if chunk:
+                    ahead.append([(task, pool.submit(self._prepare, task)) for task in chunk])
+
             try:
-                for task in todo:
-                    queue.append((task, pool.submit(self._prepare, task)))
-                    if len(queue) >= window:
-                        self._consume(*queue.popleft())
-                while queue:
-                    self._consume(*queue.popleft())
-                for name in self.pending:
-                    self._flush(name)
+                submit(next(chunks, None))
+                if ahead and not self.swap:
+                    self._activate([e for group in self.groups for e in group])  # overlaps the first decodes
+                while ahead:
+                    submit(next(chunks, None))  # the next chunk decodes while this one is scored
+                    current = ahead.popleft()
+                    self._score_chunk(current)
+                    del current  # its frames are freed before a third chunk is submitted
             except BaseException:
-                for _, future in queue:
-                    future.cancel()
+                for chunk in ahead:
+                    for _, future in chunk:
+                        future.cancel()
+                if self.swap:
+                    self._deactivate(quiet=True)
                 raise
 
-    def _consume(self, task: VideoTask, future: Future[PreparedVideo]) -> None:
-        evaluators = self.needs[task.video]
-        try:
-            prepared = future.result()
-        except VideoDecodeError as exc:
-            self._commit([Record(task.video, e.name, error=f"decode: {exc}") for e in evaluators])
-        else:
-            for evaluator in evaluators:
-                frames, stamps = prepared.views[evaluator.frame_spec()]
-                sample = VideoSample(
-                    video=task.video,
-                    frames=frames,
-                    timestamps=stamps,
-                    fps=prepared.fps,
-                    prompt=task.prompt,
-                    image=task.image,
-                    extras={"seed": video_seed(self.opts.seed, task.video)},
-                )
-                queue = self.pending[evaluator.name]
-                queue.append(sample)
-                if len(queue) >= self.opts.batch_size:
-                    self._flush(evaluator.name)
-        self.on_video()
+    def _score_chunk(self, chunk: list[tuple[VideoTask, Future[PreparedVideo]]]) -> None:
+        decoded: list[tuple[VideoTask, PreparedVideo]] = []
+        for task, future in chunk:
+            try:
+                decoded.append((task, future.result()))
+            except VideoDecodeError as exc:
+                self._commit([Record(task.video, e.name, error=f"decode: {exc}") for e in self.needs[task.video]])
+        for index, group in enumerate(self.groups):
+            work = [(e, [(t, p) for t, p in decoded if e in self.needs[t.video]]) for e in group]
+            if not any(videos for _, videos in work):
+                continue
+            if self.swap:
+                self._activate(group)
+            for evaluator, videos in work:
+                for start in range(0, len(videos), self.opts.batch_size):
+                    batch = [self._sample(evaluator, t, p) for t, p in videos[start : start + self.opts.batch_size]]
+                    self._commit(score_isolated(evaluator, batch))
+                    if time.monotonic() - self.last_materialized > MATERIALIZE_EVERY_S:
+                        self.materialize()
+            if self.swap:
+                self._deactivate()
+            self._drop_views(decoded, index)
+        for evaluator in self.evaluators:
+            evaluator.chunk_done()
+        for _ in chunk:
+            self.on_video()
         if time.monotonic() - self.last_materialized > MATERIALIZE_EVERY_S:
             self.materialize()
 
-    def _flush(self, name: str) -> None:
-        batch, self.pending[name] = self.pending[name], []
-        if batch:
-            self._commit(score_isolated(self.evaluators[name], batch))
+    def _sample(self, evaluator: Evaluator, task: VideoTask, prepared: PreparedVideo) -> VideoSample:
+        frames, stamps = prepared.views[evaluator.frame_spec()]
+        return VideoSample(
+            video=task.video,
+            frames=frames,
+            timestamps=stamps,
+            fps=prepared.fps,
+            prompt=task.prompt,
+            image=task.image,
+            extras={"seed": video_seed(self.opts.seed, task.video)},
+        )
+
+    def _drop_views(self, decoded: list[tuple[VideoTask, PreparedVideo]], done_group: int) -> None:
+        """Free the frame views that no later group of this chunk reads."""
+        for task, prepared in decoded:
+            keep = {e.frame_spec() for e in self.needs[task.video] if self.group_index[e.name] > done_group}
+            for spec in [s for s in prepared.views if s not in keep]:
+                del prepared.views[spec]
+
+    def _activate(self, group: Sequence[Evaluator]) -> None:
+        for evaluator in group:
+            self.resident.append(evaluator)  # before: a half-done activate is undone too
+            evaluator.activate()
+
+    def _deactivate(self, quiet: bool = False) -> None:
+        """Move the resident models off the device; ``quiet`` while another exception propagates."""
+        resident, self.resident = self.resident, []
+        errors: list[Exception] = []
+        for evaluator in resident:
+            try:
+                evaluator.deactivate()
+            except Exception as exc:  # noqa: BLE001 - the others still leave the device
+                errors.append(exc)
+        try:
+            torch.cuda.empty_cache()  # a no-op unless CUDA was initialised
+        except Exception as exc:  # noqa: BLE001 - reported below unless quiet
+            errors.append(exc)
+        if errors and not quiet:
+            raise errors[0]
 
     def _commit(self, records: list[Record]) -> None:
         self.run_dir.append(records)
@@ -289,7 +373,7 @@ def score_isolated(evaluator: Evaluator, batch: list[VideoSample]) -> list[Recor
     """Score a batch; when it fails, score its videos one by one so one bad video costs only itself."""
     try:
         values = _check_output(evaluator, evaluator.score(batch), len(batch))
-    except Exception as batch_error:
+    except Exception as batch_error:  # noqa: BLE001 - any failure is recorded per video
         if len(batch) == 1:
             return [Record(batch[0].video, evaluator.name, error=_one_line(batch_error))]
         records: list[Record] = []
@@ -344,6 +428,8 @@ def _provenance(
         "dtype": opts.dtype,
         "seed": opts.seed,
         "batch_size": opts.batch_size,
+        "chunk_videos": opts.chunk_videos,
+        "residency_groups": [[e.name for e in group] for group in residency_groups(evaluators)],
         "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95, "method": "percentile"},
         "config": config,
     }
@@ -361,6 +447,8 @@ def run_scoring(
         raise VbenchPrefError(f"--dtype must be one of {', '.join(DTYPES)}")
     if opts.workers < 1:
         raise VbenchPrefError("--workers must be at least 1")
+    if opts.chunk_videos < 1:
+        raise VbenchPrefError("--chunk-videos must be at least 1")
     device = resolve_device(opts.device)
     matching = match_videos(opts.videos, opts.prompts, opts.recursive)
     with_prompts = all(t.prompt is not None for t in matching.tasks)
@@ -368,8 +456,9 @@ def run_scoring(
     config = _run_config(opts, evaluators, matching, device)
     run_dir = RunDir(opts.out)
     resumed = run_dir.bind(config)
+    shared = SharedModels()  # models several evaluators use are built once per run
     for evaluator in evaluators:  # weights are read before anything is written
-        evaluator.load(device, DTYPES[opts.dtype])
+        load_evaluator(evaluator, device, DTYPES[opts.dtype], shared)
     previous = run_dir.read_run_json() or {}
     created = previous.get("created", now_iso())
     run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -380,7 +469,7 @@ def run_scoring(
     run_dir.write_run_json(provenance)
 
     torch.manual_seed(opts.seed)
-    engine = _Engine(opts, evaluators, matching.tasks, run_dir, records, on_video or (lambda: None))
+    engine = _Engine(opts, evaluators, matching.tasks, run_dir, records, on_video or (lambda: None), device)
     if on_start is not None:
         on_start(len(matching.tasks), len(engine.todo()), skipped, resumed)
     interrupted = False

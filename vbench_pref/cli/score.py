@@ -97,6 +97,10 @@ def score_command(
     batch_size: int = typer.Option(8, "--batch-size", help="Videos per evaluator batch."),
     backend: str = typer.Option("pyav", help="Video decoder: pyav or decord."),
     workers: int = typer.Option(2, help="Decoding threads running ahead of the evaluators."),
+    chunk_videos: int = typer.Option(
+        16, "--chunk-videos",
+        help="Videos decoded and scored together; each model group moves to the GPU once per chunk.",
+    ),
     model: Optional[str] = typer.Option(None, "--model-name", help="Model label for the leaderboard."),
     method: Optional[str] = typer.Option(None, "--method", help="Method label for the leaderboard (default: videos folder name)."),
     recursive: bool = typer.Option(False, help="Also look for videos in subfolders."),
@@ -106,7 +110,7 @@ def score_command(
     opts = ScoreOptions(
         videos=videos, out=out_dir, prompts=prompts, evaluators=list(evaluators),
         evaluator_options=parse_evaluator_options(list(options)), device=device, dtype=dtype,
-        batch_size=batch_size, backend=backend, workers=workers, model=model, method=method,
+        batch_size=batch_size, backend=backend, workers=workers, chunk_videos=chunk_videos, model=model, method=method,
         recursive=recursive, seed=seed, command=argv(),
     )
     result = score_and_report(opts)
