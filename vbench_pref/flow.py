@@ -189,6 +189,11 @@ def _locate(variant: str, weights: str) -> tuple[Path | None, Any | None]:
         return path, None
     if entry is not None:
         official = _official_path(entry)
+        if not official.is_file() and weights == "official":
+            from vbench_pref.weights import locate
+
+            pulled = locate(raft_weight_spec(variant))  # `vbench-pref weights pull raft_large` puts it here
+            return pulled, entry
         return (official if official.is_file() else None), entry
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -382,7 +387,8 @@ def raft_weight_spec(variant: str = "raft_large") -> WeightSpec:
     }[variant]
     filename = url.rsplit("/", 1)[-1]
     return WeightSpec(
-        name=f"torchvision {variant} {DEFAULT_OFFICIAL[variant]}",
+        name=variant,
+        description=f"torchvision {variant} weights {DEFAULT_OFFICIAL[variant]}",
         source=url,
         filename=filename,
         sha256=filename.rsplit("-", 1)[-1].split(".")[0],

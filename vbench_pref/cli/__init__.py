@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from vbench_pref.cli._app import app
-
 # Importing the command modules registers their commands on ``app``.
-from vbench_pref.cli import demo, evaluators_cmd, leaderboard_cmd, score  # noqa: E402,F401
+from vbench_pref.cli import demo, evaluators_cmd, leaderboard_cmd, score, weights_cmd  # noqa: F401
+from vbench_pref.cli._app import app
 
 __all__ = ["app", "main"]
 
