@@ -71,7 +71,7 @@ DECODES: Counter[str] = Counter()
 _DECODES_LOCK = threading.Lock()
 
 _SAMPLINGS = ("all", "count", "fps")
-_RESIZES = ("native", "short_side_crop", "max_side")
+_RESIZES = ("native", "short_side_crop", "max_side", "longest_pad")
 _INTERPOLATIONS = ("bilinear", "bicubic")
 
 # Resizing runs in float32; chunking bounds the extra memory to this many frames whatever the video length.
@@ -106,6 +106,11 @@ class FrameSpec:
       multiple of ``multiple_of`` (at least ``multiple_of``). This is what optical-flow networks need: a cap
       on cost, a floor on the pyramid and divisible sizes. ``size=None`` means no cap.
       ``multiple_of`` and ``min_side`` only apply to ``"max_side"``.
+    - ``"longest_pad"``: scale so the longest side is exactly ``size`` (enlarging or shrinking; each side
+      ``round(side * size / longest)``, Python's round), then pad with black to ``size`` x ``size``,
+      ``(size - side) // 2`` before and the rest after: HPSv2's ``ResizeMaxSize`` letterbox, which keeps
+      the whole frame instead of cropping it. Unlike HPSv2 (which skips the pad when no resize is needed,
+      giving the model a non-square input it cannot take), frames already at ``size`` are padded too.
 
     Resizing is ``torch.nn.functional.interpolate`` on float32 (``align_corners=False``), then rounded and
     clamped to uint8. ``antialias`` defaults to True because the CLIP-family references resize with PIL,
@@ -115,7 +120,7 @@ class FrameSpec:
     sampling: Literal["all", "count", "fps"] = "all"
     count: int | None = None
     fps: float | None = None
-    resize: Literal["native", "short_side_crop", "max_side"] = "native"
+    resize: Literal["native", "short_side_crop", "max_side", "longest_pad"] = "native"
     size: int | None = None
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
     antialias: bool = True
@@ -134,8 +139,8 @@ class FrameSpec:
             raise ValueError(f"FrameSpec(sampling='fps') needs fps > 0, got {self.fps!r}")
         if self.resize not in _RESIZES:
             raise ValueError(f"FrameSpec.resize must be one of {_RESIZES}, got {self.resize!r}")
-        if self.resize == "short_side_crop" and (not _is_int(self.size) or self.size < 1):
-            raise ValueError(f"FrameSpec(resize='short_side_crop') needs size >= 1, got {self.size!r}")
+        if self.resize in ("short_side_crop", "longest_pad") and (not _is_int(self.size) or self.size < 1):
+            raise ValueError(f"FrameSpec(resize={self.resize!r}) needs size >= 1, got {self.size!r}")
         if self.resize == "max_side" and self.size is not None and (not _is_int(self.size) or self.size < 1):
             raise ValueError(f"FrameSpec(resize='max_side') needs size >= 1 or None, got {self.size!r}")
         if self.interpolation not in _INTERPOLATIONS:
@@ -162,6 +167,8 @@ class FrameSpec:
             return f"{what}, native resolution"
         if self.resize == "short_side_crop":
             how = f"short side {self.size} + center crop"
+        elif self.resize == "longest_pad":
+            how = f"long side {self.size} + black pad to square"
         else:
             parts = [f"max side {self.size}" if self.size is not None else "uncapped size"]
             if self.min_side is not None:
@@ -174,6 +181,8 @@ class FrameSpec:
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of this spec's frames for a video of ``height`` x ``width``, without decoding."""
+        if self.resize == "longest_pad":
+            return (int(self.size), int(self.size))  # type: ignore[arg-type]
         (h, w), crop = _resize_plan(self, height, width)
         return (crop, crop) if crop is not None else (h, w)
 
@@ -231,6 +240,10 @@ def _resize_plan(spec: FrameSpec, h: int, w: int) -> tuple[tuple[int, int], int 
         if h <= w:
             return (size, int(size * w / h)), size
         return (int(size * h / w), size), size
+    if spec.resize == "longest_pad":
+        assert spec.size is not None
+        scale = int(spec.size) / max(h, w)
+        return (max(1, round(h * scale)), max(1, round(w * scale))), None
     long_side, short_side = max(h, w), min(h, w)
     scale = 1.0
     if spec.size is not None and long_side > spec.size:
@@ -251,10 +264,13 @@ def _resize_frames(frames: list[np.ndarray], spec: FrameSpec) -> torch.Tensor:
     """Stack and resize uint8 H x W x 3 frames to a uint8 T x h x w x 3 tensor, in bounded-memory chunks."""
     h, w = frames[0].shape[:2]
     (rh, rw), crop = _resize_plan(spec, h, w)
-    if (rh, rw) == (h, w) and crop is None:
+    pad = spec.resize == "longest_pad"
+    if (rh, rw) == (h, w) and crop is None and not pad:
         return torch.from_numpy(np.stack(frames)) if frames else torch.zeros((0, h, w, 3), dtype=torch.uint8)
-    oh, ow = (crop, crop) if crop is not None else (rh, rw)
-    out = torch.empty((len(frames), oh, ow, 3), dtype=torch.uint8)
+    oh, ow = spec.output_size(h, w)
+    out = torch.zeros((len(frames), oh, ow, 3), dtype=torch.uint8)  # zeros: the black letterbox of longest_pad
+    # HPSv2 ResizeMaxSize: pad_h // 2 above, the rest below (same for width).
+    y0, x0 = ((oh - rh) // 2, (ow - rw) // 2) if pad else (0, 0)
     top = left = 0
     if crop is not None:
         # torchvision.transforms.functional.center_crop: int(round((size_in - size_out) / 2.0))
@@ -269,7 +285,7 @@ def _resize_frames(frames: list[np.ndarray], spec: FrameSpec) -> torch.Tensor:
         if crop is not None:
             x = x[:, :, top : top + crop, left : left + crop]
         x = x.round_().clamp_(0, 255).to(torch.uint8)
-        out[start : start + len(chunk)] = x.permute(0, 2, 3, 1)
+        out[start : start + len(chunk), y0 : y0 + x.shape[2], x0 : x0 + x.shape[3]] = x.permute(0, 2, 3, 1)
     return out
 
 
