@@ -167,9 +167,9 @@ def _missing_official(variant: str, entry: Any, reason: str | None, evaluator: s
     path = _official_path(entry)
     why = f" and cannot be downloaded ({reason})" if reason else ""
     return (
-        f"{variant}: weight file {path.name} is not in {path.parent}{why}; download {entry.url} into "
-        f"{path.parent}, or pass a local file with -O {evaluator}.weights=/path/{path.name} or "
-        f"{RAFT_ENV_VAR}=/path/{path.name}"
+        f"{variant}: weight file {path.name} is not in {path.parent}{why}; run `vbench-pref weights pull "
+        f"{variant}` (or download {entry.url} there), or pass a local file with "
+        f"-O {evaluator}.weights=/path/{path.name} or {RAFT_ENV_VAR}=/path/{path.name}"
     )
 
 

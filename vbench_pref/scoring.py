@@ -281,24 +281,36 @@ class _Engine:
                 raise
 
     def _score_chunk(self, chunk: list[tuple[VideoTask, Future[PreparedVideo]]]) -> None:
+        # The chunk's first evaluator scores its batches as soon as their videos are decoded, so the
+        # first chunk's decoding overlaps compute too; the others run once the whole chunk is decoded.
+        needed = [e for group in self.groups for e in group if any(e in self.needs[t.video] for t, _ in chunk)]
+        streaming = needed[0] if needed else None
+        if streaming is not None and self.swap:
+            self._activate(self.groups[self.group_index[streaming.name]])
         decoded: list[tuple[VideoTask, PreparedVideo]] = []
+        stream: list[tuple[VideoTask, PreparedVideo]] = []
         for task, future in chunk:
             try:
                 decoded.append((task, future.result()))
             except VideoDecodeError as exc:
                 self._commit([Record(task.video, e.name, error=f"decode: {exc}") for e in self.needs[task.video]])
-        for index, group in enumerate(self.groups):
-            work = [(e, [(t, p) for t, p in decoded if e in self.needs[t.video]]) for e in group]
-            if not any(videos for _, videos in work):
                 continue
-            if self.swap:
+            if streaming in self.needs[task.video]:
+                stream.append(decoded[-1])
+                if len(stream) == self.opts.batch_size:
+                    self._score_batches(streaming, stream)
+                    stream = []
+        if stream:
+            assert streaming is not None
+            self._score_batches(streaming, stream)
+        for index, group in enumerate(self.groups):
+            work = [(e, [(t, p) for t, p in decoded if e in self.needs[t.video]]) for e in group if e is not streaming]
+            if not any(videos for _, videos in work) and streaming not in group:
+                continue
+            if self.swap and streaming not in group:
                 self._activate(group)
             for evaluator, videos in work:
-                for start in range(0, len(videos), self.opts.batch_size):
-                    batch = [self._sample(evaluator, t, p) for t, p in videos[start : start + self.opts.batch_size]]
-                    self._commit(score_isolated(evaluator, batch))
-                    if time.monotonic() - self.last_materialized > MATERIALIZE_EVERY_S:
-                        self.materialize()
+                self._score_batches(evaluator, videos)
             if self.swap:
                 self._deactivate()
             self._drop_views(decoded, index)
@@ -308,6 +320,13 @@ class _Engine:
             self.on_video()
         if time.monotonic() - self.last_materialized > MATERIALIZE_EVERY_S:
             self.materialize()
+
+    def _score_batches(self, evaluator: Evaluator, videos: list[tuple[VideoTask, PreparedVideo]]) -> None:
+        for start in range(0, len(videos), self.opts.batch_size):
+            batch = [self._sample(evaluator, t, p) for t, p in videos[start : start + self.opts.batch_size]]
+            self._commit(score_isolated(evaluator, batch))
+            if time.monotonic() - self.last_materialized > MATERIALIZE_EVERY_S:
+                self.materialize()
 
     def _sample(self, evaluator: Evaluator, task: VideoTask, prepared: PreparedVideo) -> VideoSample:
         frames, stamps = prepared.views[evaluator.frame_spec()]
