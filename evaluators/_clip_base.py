@@ -120,7 +120,7 @@ class ClipFamilyEvaluator(Evaluator):
                 resolved = weight_files.resolve(spec, str(path), evaluator=self.name, option=option)
             else:
                 self._weights.append(
-                    {"option": option, "weights": "local", "file": str(path), "sha256": weight_files.sha256_file(path),
+                    {"option": option, "weights": "local", "file": str(path), "sha256": weight_files.file_digests(path)["sha256"],
                      "verified_by": "unverified (a user checkpoint: its name is not the manifest's)"}
                 )
                 return path

@@ -47,6 +47,13 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run([sys.executable, "-m", "vbench_pref", *args], capture_output=True, text=True, env=env)
 
 
+@pytest.fixture(autouse=True)
+def private_caches(tmp_path, monkeypatch) -> None:
+    """Digest memos and caches of these tests stay in their temporary folder, never in the user's home."""
+    monkeypatch.setenv("VBENCH_PREF_CACHE", str(tmp_path / "vbench_pref_cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """A tiny architecture file, its random weights in each official layout, both aesthetic heads, videos."""
