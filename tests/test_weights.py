@@ -337,13 +337,7 @@ def test_user_file_with_wrong_hash_is_refused(tmp_path, source_file) -> None:
     assert str(wrong) in message and "the manifest expects" in message
 
 
-def test_find_local_weight_still_works(tmp_path, source_file) -> None:
-    spec = url_spec(source_file)
-    assert weights.find_local_weight(spec, str(source_file), []) == source_file
-    assert weights.find_local_weight(spec, None, [tmp_path, source_file.parent]) == source_file
-    assert weights.find_local_weight(spec, None, [tmp_path]) is None
-    with pytest.raises(WeightsMissingError):
-        weights.find_local_weight(spec, str(tmp_path / "missing.pt"), [])
+def test_verify_sha256_accepts_the_prefix_flow_uses(source_file) -> None:
     assert weights.verify_sha256(source_file, sha(CONTENT)[:8]) == weights.sha256_file(source_file) == sha(CONTENT)
 
 

@@ -264,19 +264,6 @@ def locate(spec: WeightSpec, local: str | os.PathLike[str] | None = None) -> Pat
     return None
 
 
-def find_local_weight(spec: WeightSpec, explicit: str | None, search_dirs: list[Path]) -> Path | None:
-    """A weight file given explicitly, through ``spec.env_var``, or already present in a search dir."""
-    if explicit:
-        return _user_path(spec, explicit, "given as an option")
-    if spec.env_var and os.environ.get(spec.env_var):
-        return _user_path(spec, os.environ[spec.env_var], f"from {spec.env_var}")
-    for directory in search_dirs:
-        path = directory / spec.filename
-        if path.is_file():
-            return path
-    return None
-
-
 # --------------------------------------------------------------------------------------------- hashing
 def hash_file(path: str | os.PathLike[str], algorithms: Iterable[str] = ("sha256",), chunk_size: int = 1 << 20) -> dict[str, str]:
     """Hex digests of a file, every algorithm in one read."""
