@@ -1,0 +1,1 @@
+"""Prompt suites bundled with vbench-pref (installed as the package data of ``vbench_pref.prompts``)."""
