@@ -43,3 +43,23 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+
+
+def append_synced(path: str | os.PathLike[str], text: str) -> None:
+    """Append to a journal and sync, so a line reported done survives a crash."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def cut_torn_line(path: str | os.PathLike[str]) -> None:
+    """Cut a journal's torn last line (a killed writer's), so new lines start on a line of their own."""
+    file = Path(path)
+    if not file.is_file():
+        return
+    data = file.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with open(file, "r+b") as handle:
+            handle.truncate(end)

@@ -27,13 +27,20 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from vbench_pref.atomic import atomic_path, atomic_write_text
+from vbench_pref.atomic import append_synced, atomic_path, atomic_write_text, cut_torn_line
 from vbench_pref.errors import RunConfigMismatch, VbenchPrefError
 from vbench_pref.evaluator import ScoreSpec
 from vbench_pref.matching import VideoTask
 from vbench_pref.stats import summarize
 
 RECORDS = "records.jsonl"
+SHARD_RECORDS_GLOB = "records.rank*.jsonl"
+
+
+def shard_journal(rank: int) -> str:
+    return f"records.rank{rank}.jsonl"
+
+
 RUN_JSON = "run.json"
 
 
@@ -59,8 +66,18 @@ class Record:
 
 
 def latest_records(records: Iterable[Record]) -> dict[tuple[str, str], Record]:
-    """The newest outcome per (video, evaluator): a retry that succeeded supersedes its old error."""
-    return {(r.video, r.evaluator): r for r in records}
+    """The outcome per (video, evaluator): the newest, except that an error never supersedes a success.
+
+    A scored pair is never scored again, so within one journal the newest wins anyway; across the
+    journals of sharded processes, read one file after another, order says nothing.
+    """
+    latest: dict[tuple[str, str], Record] = {}
+    for record in records:
+        key = (record.video, record.evaluator)
+        previous = latest.get(key)
+        if previous is None or record.error is None or previous.error is not None:
+            latest[key] = record
+    return latest
 
 
 def now_iso() -> str:
@@ -94,8 +111,13 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
 class RunDir:
     """One scoring run's output folder."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], journal: str = RECORDS) -> None:
         self.path = Path(path)
+        self.journal = journal  # this process's journal; sharded runs give each process its own
+
+    def journals(self) -> list[Path]:
+        """Every journal of the run: ``records.jsonl`` and those of sharded processes (``records.rank*.jsonl``)."""
+        return [p for p in [self.path / RECORDS, *sorted(self.path.glob(SHARD_RECORDS_GLOB))] if p.is_file()]
 
     # --- configuration binding ---
     def read_run_json(self) -> dict[str, Any] | None:
@@ -113,7 +135,7 @@ class RunDir:
             raise VbenchPrefError(f"--out {self.path} exists and is not a folder")
         existing = self.read_run_json()
         if existing is None:
-            if self.path.is_dir() and (self.path / RECORDS).exists():
+            if self.path.is_dir() and self.journals():
                 raise RunConfigMismatch(f"{self.path} holds scores but no run.json; use a new --out")
             return False
         differences = config_differences(existing.get("config", {}), config)
@@ -129,40 +151,28 @@ class RunDir:
 
     # --- the journal ---
     def read_records(self) -> list[Record]:
-        file = self.path / RECORDS
-        if not file.is_file():
-            return []
         records = []
-        with open(file, encoding="utf-8") as handle:
-            for line in handle:
-                if not line.endswith("\n"):
-                    break  # torn write of a killed process: that work is redone
-                try:
-                    records.append(Record.from_json(line))
-                except (json.JSONDecodeError, KeyError):
-                    break
+        for file in self.journals():
+            with open(file, encoding="utf-8") as handle:
+                for line in handle:
+                    if not line.endswith("\n"):
+                        break  # torn write of a killed process: that work is redone
+                    try:
+                        records.append(Record.from_json(line))
+                    except (json.JSONDecodeError, KeyError):
+                        break
         return records
 
     def repair_journal(self) -> None:
         """Cut a torn last line so that new records start on a line of their own."""
-        file = self.path / RECORDS
-        if not file.is_file():
-            return
-        data = file.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end != len(data):
-            with open(file, "r+b") as handle:
-                handle.truncate(end)
+        cut_torn_line(self.path / self.journal)
 
     def append(self, records: Iterable[Record]) -> None:
         lines = "".join(r.to_json() + "\n" for r in records)
         if not lines:
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / RECORDS, "a", encoding="utf-8") as handle:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_synced(self.path / self.journal, lines)
 
     # --- materialised views ---
     def materialize(

@@ -34,7 +34,8 @@ from vbench_pref import registry
 from vbench_pref.errors import EXIT_OK, EXIT_PARTIAL, VbenchPrefError, VideoDecodeError
 from vbench_pref.evaluator import Evaluator, ScoreSpec, SharedModels, VideoSample
 from vbench_pref.matching import Matching, VideoTask, match_videos
-from vbench_pref.results import Record, RunDir, latest_records, now_iso
+from vbench_pref.distributed import Processes
+from vbench_pref.results import RECORDS, Record, RunDir, latest_records, now_iso, shard_journal
 from vbench_pref.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from vbench_pref.video import FrameSpec, decode_video
 
@@ -222,6 +223,7 @@ class _Engine:
         records: list[Record],
         on_video: Callable[[], None],
         device: torch.device | str = "cpu",
+        materializes: bool = True,
     ) -> None:
         self.opts = opts
         self.evaluators = list(evaluators)
@@ -231,6 +233,7 @@ class _Engine:
         self.columns = column_table(evaluators)
         self.random_columns = random_weight_columns(evaluators)
         self.on_video = on_video
+        self.materializes = materializes  # sharded runs: only the main process writes the views, at the end
         self.last_materialized = time.monotonic()
         done = {(r.video, r.evaluator) for r in records if r.error is None}
         self.needs = {
@@ -374,6 +377,8 @@ class _Engine:
 
     def materialize(self) -> dict[str, Any]:
         self.last_materialized = time.monotonic()
+        if not self.materializes:
+            return {}
         return self.run_dir.materialize(self.tasks, self.columns, self.records, self.random_columns)
 
 
@@ -458,8 +463,13 @@ def run_scoring(
     opts: ScoreOptions,
     on_start: Callable[[int, int, dict[str, str], bool], None] | None = None,
     on_video: Callable[[], None] | None = None,
+    procs: Processes = Processes(),
 ) -> ScoreResult:
-    """Score a folder of videos into ``opts.out``; resumable. Raises VbenchPrefError on bad input."""
+    """Score a folder of videos into ``opts.out``; resumable. Raises VbenchPrefError on bad input.
+
+    Under several processes (``procs``) every process calls this: each scores every ``world``-th video into
+    its own journal, and the main process merges the journals into the run's files once all are done.
+    """
     if opts.batch_size < 1:
         raise VbenchPrefError("--batch-size must be at least 1")
     if opts.dtype not in DTYPES:
@@ -468,13 +478,14 @@ def run_scoring(
         raise VbenchPrefError("--workers must be at least 1")
     if opts.chunk_videos < 1:
         raise VbenchPrefError("--chunk-videos must be at least 1")
-    device = resolve_device(opts.device)
+    device = resolve_device(procs.device(opts.device))
     matching = match_videos(opts.videos, opts.prompts, opts.recursive)
     with_prompts = all(t.prompt is not None for t in matching.tasks)
     evaluators, skipped = build_evaluators(opts.evaluators, opts.evaluator_options, with_prompts)
     config = _run_config(opts, evaluators, matching, device)
-    run_dir = RunDir(opts.out)
+    run_dir = RunDir(opts.out, shard_journal(procs.rank) if procs.distributed else RECORDS)
     resumed = run_dir.bind(config)
+    procs.barrier()  # every process checked the folder before the main one writes to it
     shared = SharedModels()  # models several evaluators use are built once per run
     for evaluator in evaluators:  # weights are read before anything is written
         load_evaluator(evaluator, device, DTYPES[opts.dtype], shared)
@@ -485,20 +496,33 @@ def run_scoring(
     records = run_dir.read_records()
     provenance = _provenance(opts, evaluators, matching, config, device, created)
     provenance["status"] = {"complete": False, "videos": len(matching.tasks)}
-    run_dir.write_run_json(provenance)
+    provenance["processes"] = procs.world
+    if procs.is_main:
+        run_dir.write_run_json(provenance)
 
     torch.manual_seed(opts.seed)
-    engine = _Engine(opts, evaluators, matching.tasks, run_dir, records, on_video or (lambda: None), device)
+    shard = matching.tasks[procs.rank :: procs.world]
+    engine = _Engine(
+        opts, evaluators, shard, run_dir, records, on_video or (lambda: None), device, materializes=procs.is_main
+    )
     if on_start is not None:
-        on_start(len(matching.tasks), len(engine.todo()), skipped, resumed)
+        on_start(len(shard), len(engine.todo()), skipped, resumed)
     interrupted = False
+    error: BaseException | None = None
     try:
         engine.run()
     except KeyboardInterrupt:
         interrupted = True
-    except BaseException:
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, once the other processes know
+        error = exc
+    everyone_ok = procs.all_ok(error is None and not interrupted)
+    if procs.distributed:  # the views cover every process's journal
+        engine.tasks, engine.records = matching.tasks, run_dir.read_records()
+    if error is not None or not (everyone_ok or interrupted):
         engine.materialize()  # keep what finished visible before the error propagates
-        raise
+        if error is not None:
+            raise error
+        raise VbenchPrefError(f"another process failed while scoring; what finished is kept in {opts.out}: rerun")
     summary = engine.materialize()
     latest = latest_records(engine.records)
     videos = {t.video for t in matching.tasks}
@@ -515,7 +539,9 @@ def run_scoring(
         "failed": len(failed),
         "skipped_evaluators": skipped,
     }
-    run_dir.write_run_json(provenance)
+    if procs.is_main:
+        run_dir.write_run_json(provenance)
+    procs.barrier()
     result = ScoreResult(run_dir.path, len(matching.tasks), len(failed), interrupted, skipped, summary, resumed)
     if interrupted:
         raise RunInterrupted(result)

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 # Importing the command modules registers their commands on ``app``.
-from vbench_pref.cli import demo, evaluators_cmd, leaderboard_cmd, score, weights_cmd  # noqa: F401
+from vbench_pref.cli import (  # noqa: F401
+    demo,
+    eval_cmd,
+    evaluators_cmd,
+    generate_cmd,
+    leaderboard_cmd,
+    pairs_cmd,
+    score,
+    weights_cmd,
+)
 from vbench_pref.cli._app import app
 
 __all__ = ["app", "main"]

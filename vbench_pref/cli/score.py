@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vbench_pref.cli._app import app, argv, console, out, reports_errors
+from vbench_pref.distributed import Processes
 from vbench_pref.errors import EXIT_INTERRUPTED, VbenchPrefError
 from vbench_pref.scoring import RunInterrupted, ScoreOptions, ScoreResult, run_scoring
 
@@ -49,8 +50,11 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None or value != value else f"{value:.4f}"
 
 
-def score_and_report(opts: ScoreOptions) -> ScoreResult:
-    """Run the engine with a progress bar, print the summary; raise typer.Exit on Ctrl-C."""
+def score_and_report(opts: ScoreOptions, procs: Processes = Processes()) -> ScoreResult:
+    """Run the engine with a progress bar, print the summary; raise typer.Exit on Ctrl-C.
+
+    Under several processes each shows its own shard's progress and the main one prints the summary.
+    """
     progress = Progress(
         TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=True,
@@ -66,13 +70,15 @@ def score_and_report(opts: ScoreOptions) -> ScoreResult:
 
     try:
         with progress:
-            result = run_scoring(opts, on_start=on_start, on_video=lambda: progress.advance(task_id))
+            result = run_scoring(opts, on_start=on_start, on_video=lambda: progress.advance(task_id), procs=procs)
     except RunInterrupted as stop:
         console.print(
             f"[yellow]interrupted[/]: what finished is saved in {stop.result.run_dir}; rerun the same command to resume",
             highlight=False,
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not procs.is_main:
+        return result
     print_summary(result)
     if result.n_failed:
         console.print(

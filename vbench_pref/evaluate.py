@@ -1,0 +1,190 @@
+"""``vbench-pref eval``: generate a prompt suite with a checkpoint, score the videos, add the run to a leaderboard.
+
+Layout of ``--out``::
+
+    videos/      the generated videos, manifest.jsonl, generation.json (see generate.runner)
+    run/         the scoring run (scores.csv, summary.json, run.json, ...)
+
+Every step resumes: a rerun of the same command reuses the videos and scores it finds.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vbench_pref.atomic import atomic_write_text
+from vbench_pref.distributed import Processes, processes
+from vbench_pref.errors import VbenchPrefError
+from vbench_pref.generate.families import GenerationSettings
+from vbench_pref.generate.models import LoadedModel, load_model
+from vbench_pref.generate.prompts import PromptSuite, load_suite
+from vbench_pref.generate.runner import GenerationResult, generate
+from vbench_pref.scoring import DTYPES, ScoreOptions, ScoreResult, resolve_device, run_scoring
+
+RUNS_LIST_SUFFIX = ".runs.txt"
+
+
+@dataclass
+class GenerationOptions:
+    """What the videos depend on (shared by ``eval``, ``generate`` and ``pairs``)."""
+
+    model: str
+    prompts: str
+    n: int = 1
+    seed: int = 0
+    frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    fps: int | None = None
+    negative_prompt: str | None = None  # None: the family's default; "": none
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_size: int = 1
+    base_model: str | None = None
+
+
+@dataclass
+class EvalOptions:
+    generation: GenerationOptions
+    out: Path | None = None
+    evaluators: list[str] = field(default_factory=list)
+    evaluator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    score_batch_size: int = 8
+    chunk_videos: int = 16
+    workers: int = 2
+    backend: str = "pyav"
+    score_dtype: str = "float32"
+    method: str | None = None
+    leaderboard: Path | None = Path("runs/leaderboard")
+    reported: list[str] = field(default_factory=list)
+    command: list[str] | None = None
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    generation: GenerationResult
+    scoring: ScoreResult
+    leaderboard: Path | None
+    model_label: str
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> str:
+    """``auto``: bfloat16 on a GPU, float32 on the CPU (where bfloat16 matmuls are slow and inexact)."""
+    if dtype == "auto":
+        return "bfloat16" if device.type == "cuda" else "float32"
+    if dtype not in DTYPES:
+        raise VbenchPrefError(f"--dtype must be auto or one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def settings_for(model: LoadedModel, opts: GenerationOptions) -> GenerationSettings:
+    negative = opts.negative_prompt
+    settings = model.defaults.with_overrides(
+        num_frames=opts.frames, height=opts.height, width=opts.width, steps=opts.steps, guidance=opts.guidance,
+        fps=opts.fps, negative_prompt=negative or None,
+    )
+    if negative == "":
+        settings = GenerationSettings(**{**settings.as_dict(), "negative_prompt": None})
+    return settings
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+
+
+def default_out(opts: GenerationOptions, suite: PromptSuite) -> Path:
+    return Path("runs") / f"{slug(opts.model.removeprefix('builtin:'))}-{suite.name}"
+
+
+def generate_videos(
+    opts: GenerationOptions,
+    out: Path,
+    procs: Processes,
+    on_start: Callable[[int, int], None] | None = None,
+    on_video: Callable[[], None] | None = None,
+    suite: PromptSuite | None = None,
+) -> tuple[GenerationResult, LoadedModel]:
+    """Load the model and make the suite's missing videos in ``out`` (every process calls this)."""
+    suite = suite or load_suite(opts.prompts)
+    device = resolve_device(procs.device(opts.device))
+    dtype = resolve_dtype(opts.dtype, device)
+    model = load_model(opts.model, device, DTYPES[dtype], opts.base_model)
+    settings = settings_for(model, opts)
+    result = generate(
+        model, suite, out, settings, n=opts.n, seed=opts.seed, batch_size=opts.batch_size, dtype=dtype,
+        procs=procs, on_start=on_start, on_video=on_video,
+    )
+    return result, model
+
+
+def release(model: LoadedModel) -> None:
+    """Free the generator before the evaluators load: on a GPU both rarely fit at once."""
+    model.pipeline = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def add_to_leaderboard(prefix: Path, run_dir: Path, reported: list[str]) -> Path:
+    """Add ``run_dir`` to the runs listed beside the leaderboard (``PREFIX.runs.txt``) and rebuild it."""
+    from vbench_pref.cli.leaderboard_cmd import write_leaderboard
+
+    listing = prefix.with_name(prefix.name + RUNS_LIST_SUFFIX)
+    runs = [line for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()] if listing.is_file() else []
+    entry = str(run_dir.resolve())
+    if entry not in runs:
+        runs.append(entry)
+        atomic_write_text(listing, "".join(r + "\n" for r in runs))
+    present = [Path(r) for r in runs if (Path(r) / "run.json").is_file()]
+    return write_leaderboard(present, reported, prefix)
+
+
+def run_eval(
+    opts: EvalOptions,
+    on_generation_start: Callable[[int, int], None] | None = None,
+    on_video: Callable[[], None] | None = None,
+    score: Callable[[ScoreOptions, Processes], ScoreResult] | None = None,
+    on_generated: Callable[[GenerationResult], None] | None = None,
+) -> EvalResult:
+    procs = processes()
+    suite = load_suite(opts.generation.prompts)
+    out = opts.out or default_out(opts.generation, suite)
+    generation, model = generate_videos(opts.generation, out / "videos", procs, on_generation_start, on_video, suite)
+    label, method = model.label, opts.method or model.source.get("method") or "base"
+    release(model)
+    if on_generated is not None:
+        on_generated(generation)
+    score_opts = ScoreOptions(
+        videos=out / "videos", out=out / "run", prompts=None, evaluators=list(opts.evaluators),
+        evaluator_options=opts.evaluator_options, device=opts.generation.device, dtype=opts.score_dtype,
+        batch_size=opts.score_batch_size, backend=opts.backend, workers=opts.workers, chunk_videos=opts.chunk_videos,
+        model=label, method=method, seed=opts.generation.seed, command=opts.command,
+    )
+    scoring = (score or (lambda o, p: run_scoring(o, procs=p)))(score_opts, procs)
+    board = None
+    if procs.is_main and opts.leaderboard is not None:
+        board = add_to_leaderboard(opts.leaderboard, scoring.run_dir, opts.reported)
+    if procs.is_main:
+        _link_generation(scoring.run_dir, out / "videos")
+    return EvalResult(out, generation, scoring, board, label)
+
+
+def _link_generation(run_dir: Path, videos: Path) -> None:
+    """Record in run.json how the videos were made, so a leaderboard row traces back to its checkpoint."""
+    run_json = run_dir / "run.json"
+    generation_json = videos / "generation.json"
+    if not (run_json.is_file() and generation_json.is_file()):
+        return
+    provenance = json.loads(run_json.read_text(encoding="utf-8"))
+    provenance["generation"] = json.loads(generation_json.read_text(encoding="utf-8"))
+    atomic_write_text(run_json, json.dumps(provenance, indent=2, ensure_ascii=False) + "\n")
