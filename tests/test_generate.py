@@ -37,7 +37,8 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _frames(path: Path) -> np.ndarray:
-    return decode_video(path).view(next(iter(decode_video(path).specs)))[0].numpy()
+    decoded = decode_video(path)
+    return decoded.view(next(iter(decoded.specs)))[0].numpy()
 
 
 def _suite(tmp_path: Path, lines: str, name: str = "p.txt"):
@@ -249,3 +250,17 @@ def test_image_to_video(tmp_path: Path) -> None:
         generate(load_model("builtin:tiny-wan"), suite, tmp_path / "w", model.defaults)
     with pytest.raises(VbenchPrefError, match="needs images"):
         generate(model, _suite(tmp_path, "a cat\n"), tmp_path / "x", model.defaults)
+
+
+def test_settings_from_options() -> None:
+    import dataclasses
+
+    from vbench_pref.evaluate import GenerationOptions, settings_for
+    from vbench_pref.generate.families.wan import FAMILY, WAN_NEGATIVE_PROMPT
+
+    model = dataclasses.replace(load_model("builtin:tiny-wan"), defaults=FAMILY.defaults)
+    options = GenerationOptions(model="m", prompts="demo", steps=7)
+    assert settings_for(model, options) == dataclasses.replace(FAMILY.defaults, steps=7)
+    assert settings_for(model, options).negative_prompt == WAN_NEGATIVE_PROMPT
+    assert settings_for(model, dataclasses.replace(options, negative_prompt="blurry")).negative_prompt == "blurry"
+    assert settings_for(model, dataclasses.replace(options, negative_prompt="")).negative_prompt is None

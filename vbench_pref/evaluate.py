@@ -10,6 +10,7 @@ Every step resumes: a rerun of the same command reuses the videos and scores it 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import re
@@ -88,14 +89,12 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
 
 
 def settings_for(model: LoadedModel, opts: GenerationOptions) -> GenerationSettings:
-    negative = opts.negative_prompt
+    """The model's defaults with the options given; ``--negative-prompt ''`` turns the default one off."""
     settings = model.defaults.with_overrides(
         num_frames=opts.frames, height=opts.height, width=opts.width, steps=opts.steps, guidance=opts.guidance,
-        fps=opts.fps, negative_prompt=negative or None,
+        fps=opts.fps, negative_prompt=opts.negative_prompt or None,
     )
-    if negative == "":
-        settings = GenerationSettings(**{**settings.as_dict(), "negative_prompt": None})
-    return settings
+    return dataclasses.replace(settings, negative_prompt=None) if opts.negative_prompt == "" else settings
 
 
 def slug(text: str) -> str:

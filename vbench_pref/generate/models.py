@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.generate.families import FAMILIES, GenerationSettings, ModelFamily, family_of
+from vbench_pref.generate.families import FAMILIES, GenerationSettings, ModelFamily, family_named, family_of
 from vbench_pref.weights import cache_dir
 
 BUILTIN_PREFIX = "builtin:"
@@ -262,7 +262,8 @@ def _from_pretrained(folder: str, model_id: str, dtype: torch.dtype) -> Any:
 
     index_file = Path(folder) / "model_index.json"
     index = json.loads(index_file.read_text(encoding="utf-8")) if index_file.is_file() else {}
-    keep = next((f.fp32_components for f in FAMILIES.values() if index.get("_class_name") in f.pipelines), ())
+    family = family_named(str(index.get("_class_name")))
+    keep = family.fp32_components if family is not None else ()
     torch_dtype: Any = {"default": dtype, **{name: torch.float32 for name in keep}} if keep else dtype
     try:
         with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older know only torch_dtype

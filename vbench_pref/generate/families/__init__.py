@@ -13,14 +13,19 @@ FAMILIES: dict[str, ModelFamily] = {
 }
 
 
+def family_named(pipeline_class: str) -> ModelFamily | None:
+    """The family a pipeline class name (as in model_index.json's ``_class_name``) belongs to, if any."""
+    return next((family for family in FAMILIES.values() if pipeline_class in family.pipelines), None)
+
+
 def family_of(pipeline: Any) -> ModelFamily:
     """The family of a loaded pipeline, by its class; an unsupported class is a one-line error."""
     name = type(pipeline).__name__
-    for family in FAMILIES.values():
-        if name in family.pipelines:
-            return family
+    family = family_named(name)
+    if family is not None:
+        return family
     supported = ", ".join(p for f in FAMILIES.values() for p in f.pipelines)
     raise VbenchPrefError(f"{name} is not a supported video pipeline (supported: {supported})")
 
 
-__all__ = ["FAMILIES", "GenerationSettings", "ModelFamily", "family_of"]
+__all__ = ["FAMILIES", "GenerationSettings", "ModelFamily", "family_named", "family_of"]
