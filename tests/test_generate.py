@@ -186,7 +186,7 @@ def test_generate_writes_videos_manifest_and_resumes(tmp_path: Path) -> None:
     assert all(json.loads(line) for line in journal.read_text().splitlines())
 
 
-def test_any_video_regenerates_alone(tmp_path: Path) -> None:
+def test_any_video_regenerates_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = load_model("builtin:tiny-wan")
     both = _suite(tmp_path, "a-1\ta red ball\na-2\ta blue cube\n", "both.txt")
     generate(model, both, tmp_path / "all", model.defaults, n=2, seed=3)
@@ -199,11 +199,18 @@ def test_any_video_regenerates_alone(tmp_path: Path) -> None:
     }
     assert pixels["all", "a-2-1.mp4"] == pixels["alone", "a-2-1.mp4"]
     assert pixels["all", "a-2-0.mp4"] == pixels["alone", "a-2-0.mp4"] != pixels["alone", "a-2-1.mp4"]
-    # batching changes the floating-point order (pipeline output within 1 uint8 level; H.264 can turn such a
-    # flip into a larger local difference), not the content
-    generate(model, both, tmp_path / "batched", model.defaults, n=2, seed=3, batch_size=3)
-    difference = np.abs(_frames(tmp_path / "all" / "a-2-1.mp4").astype(int) - _frames(tmp_path / "batched" / "a-2-1.mp4"))
-    assert difference.mean() < 0.2
+    # batching changes the floating-point order: the written pixels may differ by a rounding step, no more
+    written: dict[str, np.ndarray] = {}
+    real_write = runner.write_video
+
+    def keep(path, frames, fps):
+        written[Path(path).parent.name] = np.array(frames)
+        return real_write(path, frames, fps)
+
+    monkeypatch.setattr(runner, "write_video", keep)
+    generate(model, alone, tmp_path / "single", model.defaults, n=2, seed=3)  # a-2-1 is written last
+    generate(model, both, tmp_path / "batched", model.defaults, n=2, seed=3, batch_size=2)  # a-2-1 beside a-2-0
+    assert np.abs(written["single"].astype(int) - written["batched"]).max() <= 1
 
 
 def test_other_settings_are_refused(tmp_path: Path) -> None:
