@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -104,3 +107,42 @@ def make_videos(directory: Path, n: int, frames: int = 6, size: int = 48, seed: 
 def videos(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
     directory = tmp_path / "videos"
     return directory, make_videos(directory, 5)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Built-in models are built once per test module, in a temporary cache, offline."""
+    cache = tmp_path_factory.mktemp("cache")
+    saved = {k: os.environ.get(k) for k in ("VBENCH_PREF_CACHE", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
+    os.environ.update(VBENCH_PREF_CACHE=str(cache), HF_HUB_CACHE=str(cache / "hf"), HF_HUB_OFFLINE="1")
+    yield cache
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def cli_env(folder: Path) -> dict[str, str]:
+    """The environment of a CLI subprocess: its own caches, offline, one thread as torchrun sets it (so one and
+    two processes compute alike), wide lines."""
+    return {
+        **os.environ,
+        "VBENCH_PREF_CACHE": str(folder / "cache"),
+        "HF_HUB_CACHE": str(folder / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "TORCH_HOME": str(folder / "torch"),
+        "OMP_NUM_THREADS": "1",
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_cli(folder, *args, launcher=())``: ``python [launcher] -m vbench_pref ARGS`` in ``folder``."""
+
+    def run(folder: Path, *args: str, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, *launcher, "-m", "vbench_pref", *args]
+        return subprocess.run(command, cwd=folder, env=cli_env(folder), capture_output=True, text=True, timeout=600)
+
+    return run

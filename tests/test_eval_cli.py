@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,25 +11,8 @@ import pytest
 pytest.importorskip("diffusers")
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "VBENCH_PREF_CACHE": str(tmp_path / "cache"),
-        "HF_HUB_CACHE": str(tmp_path / "hf"),
-        "HF_HUB_OFFLINE": "1",
-        "TORCH_HOME": str(tmp_path / "torch"),
-        "OMP_NUM_THREADS": "1",  # as torchrun sets it, so 1 and 2 processes compute alike
-        "COLUMNS": "200",
-    }
-
-
-def _run(tmp_path: Path, *args: str, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, *launcher, "-m", "vbench_pref", *args]
-    return subprocess.run(command, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
-
-
-def test_eval_end_to_end_then_reuses_everything(tmp_path: Path) -> None:
-    first = _run(tmp_path, "eval", "--model", "builtin:tiny-wan", "--prompts", "demo")
+def test_eval_end_to_end_then_reuses_everything(run_cli, tmp_path: Path) -> None:
+    first = run_cli(tmp_path, "eval", "--model", "builtin:tiny-wan", "--prompts", "demo")
     assert first.returncode == 0, first.stderr
     out = tmp_path / "runs" / "tiny-wan-demo"
     manifest = [json.loads(line) for line in (out / "videos" / "manifest.jsonl").read_text().splitlines()]
@@ -47,14 +27,14 @@ def test_eval_end_to_end_then_reuses_everything(tmp_path: Path) -> None:
     assert "skipped clip_score" in first.stderr and "weights pull" in first.stderr
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "videos").glob("*.mp4")}
 
-    second = _run(tmp_path, "eval", "--model", "builtin:tiny-wan", "--prompts", "demo")
+    second = run_cli(tmp_path, "eval", "--model", "builtin:tiny-wan", "--prompts", "demo")
     assert second.returncode == 0, second.stderr
     assert "reusing 5 of 5 videos" in second.stderr and "5 of 5 videos already scored" in second.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (out / "videos").glob("*.mp4")} == stamps
     assert len(pd.read_csv(tmp_path / "runs" / "leaderboard.csv")) == 1
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
+def test_bad_inputs_are_one_line_errors(run_cli, tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("# nothing\n\n")
     cases = {
         ("--model", "ckpt/", "--prompts", "demo"): "no such folder",
@@ -62,14 +42,14 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         ("--model", "builtin:tiny-wan", "--prompts", "demo", "--frames", "8"): "not valid for wan",
     }
     for args, message in cases.items():
-        result = _run(tmp_path, "eval", *args)
+        result = run_cli(tmp_path, "eval", *args)
         assert result.returncode == 2, result.stderr
         lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and message in lines[0], result.stderr
 
 
-def test_pairs_for_the_trainer(tmp_path: Path) -> None:
-    result = _run(
+def test_pairs_for_the_trainer(run_cli, tmp_path: Path) -> None:
+    result = run_cli(
         tmp_path, "pairs", "--model", "builtin:tiny-wan", "--prompts", "demo", "--n", "3",
         "--reward", "temporal_flicker", "--out", "pairs",
     )
@@ -87,12 +67,12 @@ def test_pairs_for_the_trainer(tmp_path: Path) -> None:
         assert pair["margin"] == pytest.approx(pair["chosen_score"] - pair["rejected_score"]) and pair["margin"] > 0
 
 
-def test_two_processes_make_the_same_videos_and_scores(tmp_path: Path) -> None:
+def test_two_processes_make_the_same_videos_and_scores(run_cli, tmp_path: Path) -> None:
     args = ("eval", "--model", "builtin:tiny-wan", "--prompts", "demo", "-n", "2", "-e", "temporal_flicker")
-    single = _run(tmp_path, *args, "--out", "one", "--leaderboard", "board1")
+    single = run_cli(tmp_path, *args, "--out", "one", "--leaderboard", "board1")
     assert single.returncode == 0, single.stderr
     launcher = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533")
-    double = _run(tmp_path, *args, "--out", "two", "--leaderboard", "board2", launcher=launcher)
+    double = run_cli(tmp_path, *args, "--out", "two", "--leaderboard", "board2", launcher=launcher)
     assert double.returncode == 0, double.stderr + double.stdout
     one, two = tmp_path / "one", tmp_path / "two"
     assert sorted(p.name for p in (two / "videos").glob(".journal-*")) == [".journal-0.jsonl", ".journal-1.jsonl"]

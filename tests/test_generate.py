@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -20,20 +18,7 @@ from vbench_pref.generate.runner import generate
 from vbench_pref.video import decode_video
 
 pytest.importorskip("diffusers")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Built-in models are built once for this module, in a temporary cache."""
-    cache = tmp_path_factory.mktemp("cache")
-    saved = {k: os.environ.get(k) for k in ("VBENCH_PREF_CACHE", "HF_HUB_CACHE", "HF_HUB_OFFLINE")}
-    os.environ.update(VBENCH_PREF_CACHE=str(cache), HF_HUB_CACHE=str(cache / "hf"), HF_HUB_OFFLINE="1")
-    yield cache
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+pytestmark = pytest.mark.usefixtures("tiny_model_cache")
 
 
 def _frames(path: Path) -> np.ndarray:

@@ -159,7 +159,7 @@ def run_eval(
     suite = load_suite(opts.generation.prompts)
     out = opts.out or default_out(opts.generation, suite)
     generation, model = generate_videos(opts.generation, out / "videos", procs, on_generation_start, on_video, suite)
-    label, method = model.label, opts.method or model.source.get("method") or "base"
+    label, method = model.base_label, opts.method or model.source.get("method") or "base"
     release(model)
     if on_generated is not None:
         on_generated(generation)

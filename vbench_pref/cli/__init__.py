@@ -10,7 +10,9 @@ from vbench_pref.cli import (  # noqa: F401
     generate_cmd,
     leaderboard_cmd,
     pairs_cmd,
+    plot_training_cmd,
     score,
+    train_cmd,
     weights_cmd,
 )
 from vbench_pref.cli._app import app

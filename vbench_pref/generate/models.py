@@ -66,6 +66,15 @@ class LoadedModel:
         """The model's name in outputs; random-weight models say so."""
         return f"{self.model_id} (random weights)" if self.random_weights else self.model_id
 
+    @property
+    def base_label(self) -> str:
+        """The base model a trainer checkpoint was trained from (itself otherwise): the leaderboard groups
+        the methods of one base model in one table, as the papers do."""
+        base = self.source.get("base_model") if self.source.get("kind") == "checkpoint" else None
+        if not base:
+            return self.label
+        return f"{base} (random weights)" if self.random_weights else str(base)
+
 
 def builtin_dir(name: str) -> Path:
     return cache_dir() / "models" / name
@@ -215,7 +224,7 @@ def _load_checkpoint(
     if card.get("defaults"):
         loaded.defaults = loaded.defaults.with_overrides(**card["defaults"])
     loaded.source = {
-        "kind": "checkpoint", "path": str(path.resolve()), "base": loaded.source,
+        "kind": "checkpoint", "path": str(path.resolve()), "base": loaded.source, "base_model": str(base),
         **{k: card[k] for k in ("method", "step", "adapter", "denoiser") if k in card},
     }
     return loaded

@@ -1,0 +1,531 @@
+"""The training loop: accelerate, LoRA via peft (reference = adapters disabled), checkpoints that resume exactly.
+
+Determinism is by construction rather than by restored RNG state: the pairs of every micro-step come from a
+seeded permutation per epoch, and its timesteps and noise from a generator seeded with (seed, position in
+that stream), whatever the number of processes. A resumed run therefore sees exactly the data, t and noise an uninterrupted run
+would, and with the optimizer and scheduler state restored from the checkpoint it computes the same losses.
+
+Run folder:
+
+    OUT/train.json                  the config (top level) and what it ran on ("run")
+    OUT/metrics.jsonl               one line per optimizer step (TRL names; see diagnostics.py)
+    OUT/probe.jsonl                 the probe-set log-likelihood proxies every --probe-every steps
+    OUT/checkpoints/step-000500/    resumable state + adapter/ (or denoiser/) + vbench_pref.json
+    OUT/vbench_pref.json            points at the newest checkpoint: `eval --model OUT` loads it
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line
+from vbench_pref.errors import VbenchPrefError
+from vbench_pref.generate.models import BUILTIN_PREFIX, load_model, write_model_card
+from vbench_pref.train import diagnostics
+from vbench_pref.train.config import TrainConfig
+from vbench_pref.train.data import FrameSettings, LatentCache, cache_key, default_cache_dir, precompute, read_pairs
+from vbench_pref.train.losses import LossOptions, PairErrors, compute_loss, concat_errors
+from vbench_pref.train.models import training_spec
+
+TRAIN_JSON = "train.json"
+METRICS = "metrics.jsonl"
+PROBE = "probe.jsonl"
+CHECKPOINTS = "checkpoints"
+TRAINER_STATE = "trainer_state.json"
+# may differ between a run and its resumption: they change neither the data, the noise nor the updates
+RESUMABLE_CHANGES = frozenset({"max_steps", "checkpoint_every", "keep_checkpoints", "probe_every", "max_bad_steps",
+                               "device", "cache"})
+
+
+class TrainingDiverged(VbenchPrefError):
+    """The loss or gradient was not finite for --max-bad-steps steps in a row."""
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    start_step: int
+    steps: int
+    skipped: int
+    checkpoint: Path | None
+    random_weights: bool
+
+
+def mixed_precision_for(config: TrainConfig) -> str:
+    if config.mixed_precision != "auto":
+        return config.mixed_precision
+    on_gpu = config.device != "cpu" and torch.cuda.is_available()
+    return "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+
+
+def seed_for(*parts: int | str) -> int:
+    """A 63-bit seed from the run seed and a position; independent streams for every (step, micro, rank)."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def pair_indices(seed: int, n_pairs: int, first: int, count: int) -> list[int]:
+    """Positions first..first+count of the endless stream of epochs, each a seeded permutation of the pairs."""
+    indices: list[int] = []
+    position = first
+    while len(indices) < count:
+        epoch, offset = divmod(position, n_pairs)
+        order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed_for(seed, "epoch", epoch)))
+        take = min(count - len(indices), n_pairs - offset)
+        indices.extend(order[offset:offset + take].tolist())
+        position += take
+    return indices
+
+
+def run_training(
+    config: TrainConfig,
+    resume: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int, dict[str, Any]], None] | None = None,
+    on_precompute: Callable[[int], Callable[[], None]] | None = None,
+) -> TrainResult:
+    from accelerate import Accelerator
+
+    out = Path(config.out)
+    stage = on_stage or (lambda _: None)
+    accelerator = Accelerator(mixed_precision=mixed_precision_for(config), cpu=config.device == "cpu")
+    world = accelerator.num_processes
+    per_step = config.batch_size * world
+    if config.effective_batch_size % per_step:
+        raise VbenchPrefError(
+            f"--effective-batch-size {config.effective_batch_size} is not a multiple of --batch-size "
+            f"{config.batch_size} x {world} process(es)"
+        )
+    accumulation = config.effective_batch_size // per_step
+    _check_run_folder(out, config, resume)
+
+    stage("loading the model")
+    weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
+    lora = config.finetune == "lora"
+    loaded = load_model(config.model, accelerator.device, weight_dtype if lora else torch.float32, config.base_model)
+    spec = training_spec(loaded)
+    if config.timestep_sampling is not None:
+        spec = _with_timestep_sampling(spec, config.timestep_sampling)
+    pipeline = loaded.pipeline
+
+    with accelerator.main_process_first():
+        if accelerator.is_main_process:
+            cache_dir = ensure_cache(config, loaded, spec, on_precompute, stage)
+    cache_dir = ensure_cache(config, loaded, spec, None, None, encode=False)
+    cache = LatentCache(cache_dir)
+    _release_encoders(pipeline)
+
+    denoiser = getattr(pipeline, loaded.family.denoiser)
+    model, reference = _trainable(denoiser, config, lora)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        parameters, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.weight_decay, eps=config.adam_epsilon,
+    )
+    from diffusers.optimization import get_scheduler
+
+    try:
+        scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
+                                  num_training_steps=config.max_steps)
+    except ValueError as exc:
+        raise VbenchPrefError(f"--lr-scheduler {config.lr_scheduler}: {exc}") from None
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # the schedule is stepped once per optimizer step; accelerate's wrapper would step it once per process
+    accelerator.register_for_checkpointing(scheduler)
+    _register_checkpoint_hooks(accelerator, lora)
+
+    options = config.loss_options()
+    run = _Run(config, accelerator, spec, pipeline, model, reference, lora, cache, options, optimizer, scheduler)
+    start = 0
+    checkpoint = _latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        stage(f"resuming from {checkpoint}")
+        accelerator.load_state(str(checkpoint))
+        start = json.loads((checkpoint / TRAINER_STATE).read_text())["step"]
+    if accelerator.is_main_process:
+        _prepare_logs(out, start)
+        if start == 0 or not (out / TRAIN_JSON).is_file():
+            _write_train_json(out, config, loaded, cache_dir, world, accumulation)
+    accelerator.wait_for_everyone()
+
+    writer = diagnostics.tensorboard_writer(out) if accelerator.is_main_process else None
+    probe = run.probe_batch()
+    if accelerator.is_main_process and start == 0:
+        run.log_probe(out, 0, probe, baseline=None)
+    baseline = diagnostics.probe_baseline(out / PROBE) if accelerator.is_main_process else None
+
+    stage(f"training {config.loss} for {config.max_steps} steps ({accumulation} micro-steps of {config.batch_size} "
+          f"pair(s) x {world} process(es) per step)")
+    skipped = bad_streak = 0
+    last_checkpoint = checkpoint
+    for step in range(start + 1, config.max_steps + 1):
+        row = run.train_step(step, accumulation)
+        if row["skipped"]:
+            skipped += 1
+            bad_streak += 1
+        else:
+            bad_streak = 0
+        if accelerator.is_main_process:
+            append_synced(out / METRICS, diagnostics.jsonl_line(row))
+            if writer is not None:
+                diagnostics.write_tensorboard(writer, row)
+        if on_step:
+            on_step(step, config.max_steps, row)
+        if bad_streak >= config.max_bad_steps:
+            where = f"; the last checkpoint is {last_checkpoint}" if last_checkpoint else ""
+            raise TrainingDiverged(
+                f"the loss or gradient was NaN/inf for {bad_streak} steps in a row (up to step {step}): lower "
+                f"--learning-rate or --beta, or check the pairs{where}"
+            )
+        if step % config.probe_every == 0 or step == config.max_steps:
+            if accelerator.is_main_process:
+                run.log_probe(out, step, probe, baseline)
+            else:
+                run.probe(probe)  # every process runs the same forwards, so sharded models stay in step
+        if step % config.checkpoint_every == 0 or step == config.max_steps:
+            last_checkpoint = _save_checkpoint(accelerator, out, step, config, loaded)
+    if writer is not None:
+        writer.close()
+    accelerator.wait_for_everyone()
+    steps_done = max(config.max_steps - start, 0)
+    return TrainResult(out, start, steps_done, skipped, last_checkpoint, loaded.random_weights)
+
+
+def ensure_cache(
+    config: TrainConfig, loaded: Any, spec: Any, on_precompute: Callable[[int], Callable[[], None]] | None,
+    stage: Callable[[str], None] | None, encode: bool = True,
+) -> Path:
+    """The latent cache of (model, pairs, frame settings), encoded first when ``encode`` (else only located)."""
+    pairs_file = Path(config.pairs)
+    frames = FrameSettings(config.num_frames, config.height, config.width)
+    key = cache_key(_model_identity(config.model, loaded), loaded.family.name, pairs_file, frames)
+    cache_dir = Path(config.cache) if config.cache else default_cache_dir(pairs_file, key)
+    if encode:
+        pairs = read_pairs(pairs_file)
+        if stage:
+            stage(f"latent cache {cache_dir} ({len(pairs)} pairs)")
+        tick = on_precompute(len(pairs)) if on_precompute else None
+        precompute(loaded.pipeline, spec, pairs, cache_dir, key, frames, tick)
+    return cache_dir
+
+
+def run_precompute(config: TrainConfig, on_precompute: Callable[[int], Callable[[], None]] | None = None) -> Path:
+    """``vbench-pref precompute``: load the model and fill the latent cache, nothing else."""
+    device = "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    loaded = load_model(config.model, device, torch.float32, config.base_model)
+    return ensure_cache(config, loaded, training_spec(loaded), on_precompute, None)
+
+
+class _Run:
+    """One training run's moving parts: the forward passes, the step, the probe."""
+
+    def __init__(self, config: TrainConfig, accelerator: Any, spec: Any, pipeline: Any, model: Any,
+                 reference: Any, lora: bool, cache: LatentCache, options: LossOptions, optimizer: Any,
+                 scheduler: Any) -> None:
+        self.config, self.accelerator, self.spec, self.pipeline = config, accelerator, spec, pipeline
+        self.model, self.reference, self.lora, self.cache, self.options = model, reference, lora, cache, options
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.latent_shape = tuple(cache.index["latent_shape"])
+
+    def _inputs(self, indices: list[int], generator: torch.Generator) -> dict[str, Any]:
+        data = self.cache.batch(indices)
+        n = len(indices)
+        timesteps = self.spec.sample_timesteps(self.pipeline, n, generator)
+        noise = torch.randn((n, *self.latent_shape), generator=generator)
+        device = self.accelerator.device
+        return {
+            "chosen": data["chosen"].to(device), "rejected": data["rejected"].to(device),
+            "conditions": {k: v.to(device) for k, v in data["conditions"].items()},
+            "probability": data["preference_probability"].to(device),
+            "timesteps": timesteps.to(device), "noise": noise.to(device),
+        }
+
+    def errors(self, inputs: dict[str, Any], grad: bool) -> PairErrors:
+        """Policy and reference errors of chosen and rejected, which share t and noise."""
+        n = inputs["chosen"].shape[0]
+        latents = torch.cat([inputs["chosen"], inputs["rejected"]])
+        noise = torch.cat([inputs["noise"], inputs["noise"]])
+        timesteps = torch.cat([inputs["timesteps"], inputs["timesteps"]])
+        conditions = {k: torch.cat([v, v]) for k, v in inputs["conditions"].items()}
+        noised = self.spec.add_noise(self.pipeline, latents, noise, timesteps)
+        with torch.no_grad(), self.accelerator.autocast():
+            reference_prediction = self._reference_predict(noised.noisy, timesteps, conditions)
+        with (nullcontext() if grad else torch.no_grad()), self.accelerator.autocast():
+            prediction = self.spec.predict(self.model, self.pipeline, noised.noisy, timesteps, conditions)
+        target = noised.target.float()
+        residual = prediction.float() - target
+        reference_residual = reference_prediction.float() - target
+        errors = PairErrors.from_residuals(
+            residual[:n], residual[n:], reference_residual[:n], reference_residual[n:],
+            preference_probability=inputs["probability"],
+        )
+        precision = self.spec.step_precision(self.pipeline, inputs["timesteps"]).to(residual.device, torch.float32)
+        return dataclasses.replace(
+            errors,
+            log_importance_chosen=-precision * errors.policy_chosen,
+            log_importance_rejected=-precision * errors.policy_rejected,
+        )
+
+    def _reference_predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.lora:
+            peft_model = self.accelerator.unwrap_model(self.model)
+            with peft_model.disable_adapter():
+                return self.spec.predict(peft_model, self.pipeline, noisy, timesteps, conditions)
+        return self.spec.predict(self.reference, self.pipeline, noisy, timesteps, conditions)
+
+    def train_step(self, step: int, accumulation: int) -> dict[str, Any]:
+        accelerator, config = self.accelerator, self.config
+        rank, world = accelerator.process_index, accelerator.num_processes
+        collected: list[dict[str, torch.Tensor]] = []
+        finite = True
+        for micro in range(accumulation):
+            # this process's slot in the global stream of pairs: steps, then micro-steps, then processes
+            first = (((step - 1) * accumulation + micro) * world + rank) * config.batch_size
+            indices = pair_indices(config.seed, len(self.cache), first, config.batch_size)
+            # seeded by the stream position, so t and noise do not depend on how steps are split over processes
+            generator = torch.Generator().manual_seed(seed_for(config.seed, "noise", first))
+            inputs = self._inputs(indices, generator)
+            last = micro == accumulation - 1
+            with nullcontext() if last else accelerator.no_sync(self.model):
+                errors = self.errors(inputs, grad=True)
+                output = compute_loss(config.loss, errors, self.options)
+                loss = output.loss.mean()
+                finite = finite and _all_finite(accelerator, loss)
+                if finite:
+                    accelerator.backward(loss / accumulation)
+            collected.append({"loss": output.loss.detach(), **output.metrics})
+        grad_norm = float("nan")
+        if finite:
+            grad_norm = _clip(accelerator, self.model, config.max_grad_norm)
+            finite = math.isfinite(grad_norm)
+        if finite:
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        metrics = {k: accelerator.gather(torch.cat([c[k] for c in collected]).float()) for k in collected[0]}
+        return diagnostics.step_row(step, len(self.cache), config.effective_batch_size, metrics, grad_norm,
+                                    self.scheduler.get_last_lr()[0], skipped=not finite)
+
+    def probe_batch(self) -> dict[str, Any]:
+        """The fixed probe set: the first pairs of the cache with their own fixed timesteps and noise."""
+        count = min(self.config.probe_pairs, len(self.cache))
+        generator = torch.Generator().manual_seed(seed_for(self.config.seed, "probe"))
+        return self._inputs(list(range(count)), generator)
+
+    def probe(self, inputs: dict[str, Any]) -> PairErrors:
+        chunks: list[PairErrors] = []
+        size = self.config.batch_size
+        n = inputs["chosen"].shape[0]
+        for start in range(0, n, size):
+            part = {k: _slice(v, start, start + size) for k, v in inputs.items()}
+            chunks.append(self.errors(part, grad=False))
+        return concat_errors(chunks)
+
+    def log_probe(self, out: Path, step: int, inputs: dict[str, Any], baseline: dict[str, float] | None) -> None:
+        row = diagnostics.probe_row(step, self.probe(inputs), self.options.beta, baseline)
+        append_synced(out / PROBE, diagnostics.jsonl_line(row))
+
+
+def _slice(value: Any, start: int, stop: int) -> Any:
+    if isinstance(value, dict):
+        return {k: v[start:stop] for k, v in value.items()}
+    return value[start:stop]
+
+
+def _all_finite(accelerator: Any, loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process (they must agree on skipping a backward)."""
+    flag = torch.tensor([1.0 if torch.isfinite(loss).item() else 0.0], device=accelerator.device)
+    return bool(accelerator.gather(flag).min().item() > 0)
+
+
+def _clip(accelerator: Any, model: Any, max_norm: float) -> float:
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if max_norm > 0:
+        return float(accelerator.clip_grad_norm_(parameters, max_norm))
+    norms = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def _trainable(denoiser: Any, config: TrainConfig, lora: bool) -> tuple[Any, Any]:
+    denoiser.requires_grad_(False)
+    if config.gradient_checkpointing:
+        if not getattr(denoiser, "_supports_gradient_checkpointing", False):
+            raise VbenchPrefError(f"{type(denoiser).__name__} does not support gradient checkpointing")
+        denoiser.enable_gradient_checkpointing()
+    if not lora:
+        reference = copy.deepcopy(denoiser).eval()
+        denoiser.requires_grad_(True)
+        denoiser.train()
+        return denoiser, reference
+    from peft import LoraConfig, get_peft_model
+
+    targets = [m.strip() for m in config.lora_target_modules.split(",") if m.strip()]
+    adapter = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha or config.lora_rank, lora_dropout=config.lora_dropout,
+        target_modules=targets, init_lora_weights=True,
+    )
+    torch.manual_seed(seed_for(config.seed, "lora"))  # LoRA A is random: same seed, same start
+    try:
+        model = get_peft_model(denoiser, adapter)
+    except ValueError as exc:
+        raise VbenchPrefError(f"--lora-target-modules {config.lora_target_modules}: {str(exc).splitlines()[0]}") from None
+    model.train()
+    return model, None
+
+
+def _with_timestep_sampling(spec: Any, sampling: str) -> Any:
+    if not any(f.name == "timestep_sampling" for f in dataclasses.fields(spec)):
+        raise VbenchPrefError(f"--timestep-sampling applies to flow-matching families, not {spec.family}")
+    try:
+        return dataclasses.replace(spec, timestep_sampling=sampling)
+    except ValueError as exc:
+        raise VbenchPrefError(f"--timestep-sampling: {exc}") from None
+
+
+def _release_encoders(pipeline: Any) -> None:
+    """The VAE and text encoders are only needed for the cache: off the accelerator while training."""
+    for name in ("vae", "text_encoder", "text_encoder_2", "image_encoder"):
+        module = getattr(pipeline, name, None)
+        if isinstance(module, torch.nn.Module):
+            module.to("cpu")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _model_identity(spec: str, loaded: Any) -> str:
+    """The model as the cache key and checkpoint card name it: built-ins and hub ids as given, folders absolute."""
+    if spec.startswith(BUILTIN_PREFIX) or not Path(spec).expanduser().exists():
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
+def _check_run_folder(out: Path, config: TrainConfig, resume: bool) -> None:
+    existing = out / TRAIN_JSON
+    if not existing.is_file():
+        return
+    if not resume:
+        raise VbenchPrefError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    try:
+        previous = json.loads(existing.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise VbenchPrefError(f"{existing} is not valid JSON") from None
+    current = config.as_dict()
+    changed = sorted(k for k, v in current.items() if k not in RESUMABLE_CHANGES and previous.get(k) != v)
+    if changed:
+        details = ", ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise VbenchPrefError(f"--resume with other settings than the run in {out} ({details}); use another --out")
+
+
+def _write_train_json(out: Path, config: TrainConfig, loaded: Any, cache: Path, world: int, accumulation: int) -> None:
+    from vbench_pref import __version__
+
+    record = {
+        **config.as_dict(),
+        "run": {
+            "version": __version__, "model_label": loaded.label, "family": loaded.family.name,
+            "random_weights": loaded.random_weights, "cache": str(cache), "processes": world,
+            "gradient_accumulation_steps": accumulation, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "notes": "alpha, gamma and importance weights are stop-gradient" if config.detach_weights else
+                     "gradients flow through alpha, gamma and importance weights",
+        },
+    }
+    atomic_write_text(out / TRAIN_JSON, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def _prepare_logs(out: Path, start: int) -> None:
+    """Keep the log lines up to the step the run (re)starts from: a resumed run rewrites what came after."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (METRICS, PROBE):
+        file = out / name
+        cut_torn_line(file)
+        if not file.is_file():
+            continue
+        kept = [line for line in file.read_text(encoding="utf-8").splitlines(keepends=True)
+                if line.strip() and json.loads(line)["step"] <= start]
+        atomic_write_text(file, "".join(kept) if start else "")
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    folder = out / CHECKPOINTS
+    if not folder.is_dir():
+        return None
+    done = sorted(p for p in folder.glob("step-*") if p.is_dir() and (p / TRAINER_STATE).is_file()
+                  and not p.name.endswith(".partial"))
+    return done[-1] if done else None
+
+
+def _register_checkpoint_hooks(accelerator: Any, lora: bool) -> None:
+    """Checkpoints hold the trained weights in the formats `eval --model` loads (a peft adapter or a
+    diffusers denoiser folder), not accelerate's whole-model file: for LoRA the base stays where it is."""
+
+    def save(models: list[Any], weights: list[Any], output_dir: str) -> None:
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(models[0])
+            folder = str(Path(output_dir) / ("adapter" if lora else "denoiser"))
+            # LoRA never touches the embeddings; without this peft looks the base model up on the hub
+            unwrapped.save_pretrained(folder, **({"save_embedding_layers": False} if lora else {}))
+        if weights:
+            weights.pop()
+
+    def load(models: list[Any], input_dir: str) -> None:
+        unwrapped = accelerator.unwrap_model(models.pop())
+        if lora:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            state = load_file(str(Path(input_dir) / "adapter" / "adapter_model.safetensors"))
+            set_peft_model_state_dict(unwrapped, state)
+        else:
+            saved = type(unwrapped).from_pretrained(str(Path(input_dir) / "denoiser"))
+            unwrapped.load_state_dict(saved.state_dict())
+
+    accelerator.register_save_state_pre_hook(save)
+    accelerator.register_load_state_pre_hook(load)
+
+
+def _save_checkpoint(accelerator: Any, out: Path, step: int, config: TrainConfig, loaded: Any) -> Path:
+    folder = out / CHECKPOINTS
+    target = folder / f"step-{step:06d}"
+    staging = folder / f"{target.name}.partial"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    if accelerator.is_main_process:
+        weights = "adapter" if config.finetune == "lora" else "denoiser"
+        card = {
+            "base_model": _model_identity(config.model, loaded), weights: weights, "method": config.loss,
+            "step": step, "random_weights": loaded.random_weights,
+        }
+        write_model_card(staging, card)
+        atomic_write_text(staging / TRAINER_STATE, json.dumps({"step": step, "loss": config.loss}) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        write_model_card(out, {**card, weights: f"{CHECKPOINTS}/{target.name}/{weights}"})
+        _prune(folder, config.keep_checkpoints)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def _prune(folder: Path, keep: int | None) -> None:
+    if not keep:
+        return
+    done = sorted(p for p in folder.glob("step-*") if p.is_dir() and not p.name.endswith(".partial"))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
