@@ -229,6 +229,41 @@ def run_precompute(config: TrainConfig, on_precompute: Callable[[int], Callable[
     return ensure_cache(config, loaded, training_spec(loaded), on_precompute, None)
 
 
+def pair_errors(
+    spec: Any, pipeline: Any, policy: Any, reference_predict: Callable[..., torch.Tensor], inputs: dict[str, Any],
+    grad: bool = True, autocast: Callable[[], Any] = nullcontext,
+) -> PairErrors:
+    """Policy and reference errors of chosen and rejected, which share t and noise; one batched forward each.
+
+    ``reference_predict(noisy, timesteps, conditions)`` is the reference model's prediction (for LoRA: the
+    policy with its adapters disabled). The reference runs first, without gradients, so its activations are
+    gone before the policy's are kept for the backward pass.
+    """
+    n = inputs["chosen"].shape[0]
+    latents = torch.cat([inputs["chosen"], inputs["rejected"]])
+    noise = torch.cat([inputs["noise"], inputs["noise"]])
+    timesteps = torch.cat([inputs["timesteps"], inputs["timesteps"]])
+    conditions = {k: torch.cat([v, v]) for k, v in inputs["conditions"].items()}
+    noised = spec.add_noise(pipeline, latents, noise, timesteps)
+    with torch.no_grad(), autocast():
+        reference_prediction = reference_predict(noised.noisy, timesteps, conditions)
+    with (nullcontext() if grad else torch.no_grad()), autocast():
+        prediction = spec.predict(policy, pipeline, noised.noisy, timesteps, conditions)
+    target = noised.target.float()
+    residual = prediction.float() - target
+    reference_residual = reference_prediction.float() - target
+    errors = PairErrors.from_residuals(
+        residual[:n], residual[n:], reference_residual[:n], reference_residual[n:],
+        preference_probability=inputs.get("probability"),
+    )
+    precision = spec.step_precision(pipeline, inputs["timesteps"]).to(residual.device, torch.float32)
+    return dataclasses.replace(
+        errors,
+        log_importance_chosen=-precision * errors.policy_chosen,
+        log_importance_rejected=-precision * errors.policy_rejected,
+    )
+
+
 class _Run:
     """One training run's moving parts: the forward passes, the step, the probe."""
 
@@ -254,30 +289,8 @@ class _Run:
         }
 
     def errors(self, inputs: dict[str, Any], grad: bool) -> PairErrors:
-        """Policy and reference errors of chosen and rejected, which share t and noise."""
-        n = inputs["chosen"].shape[0]
-        latents = torch.cat([inputs["chosen"], inputs["rejected"]])
-        noise = torch.cat([inputs["noise"], inputs["noise"]])
-        timesteps = torch.cat([inputs["timesteps"], inputs["timesteps"]])
-        conditions = {k: torch.cat([v, v]) for k, v in inputs["conditions"].items()}
-        noised = self.spec.add_noise(self.pipeline, latents, noise, timesteps)
-        with torch.no_grad(), self.accelerator.autocast():
-            reference_prediction = self._reference_predict(noised.noisy, timesteps, conditions)
-        with (nullcontext() if grad else torch.no_grad()), self.accelerator.autocast():
-            prediction = self.spec.predict(self.model, self.pipeline, noised.noisy, timesteps, conditions)
-        target = noised.target.float()
-        residual = prediction.float() - target
-        reference_residual = reference_prediction.float() - target
-        errors = PairErrors.from_residuals(
-            residual[:n], residual[n:], reference_residual[:n], reference_residual[n:],
-            preference_probability=inputs["probability"],
-        )
-        precision = self.spec.step_precision(self.pipeline, inputs["timesteps"]).to(residual.device, torch.float32)
-        return dataclasses.replace(
-            errors,
-            log_importance_chosen=-precision * errors.policy_chosen,
-            log_importance_rejected=-precision * errors.policy_rejected,
-        )
+        return pair_errors(self.spec, self.pipeline, self.model, self._reference_predict, inputs, grad,
+                           self.accelerator.autocast)
 
     def _reference_predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, conditions: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.lora:
