@@ -88,7 +88,7 @@ def _save_lora(folder: Path, base: str) -> torch.nn.Module:
             if "lora_B" in name:
                 parameter.normal_(0, 0.5, generator=torch.Generator().manual_seed(len(name)))
     model.peft_config["default"].base_model_name_or_path = base
-    model.save_pretrained(str(folder))
+    model.save_pretrained(str(folder), save_embedding_layers=False)
     return model
 
 

@@ -12,6 +12,8 @@ import torch
 
 from vbench_pref.errors import VbenchPrefError
 from vbench_pref.generate.models import load_model
+from vbench_pref.generate.prompts import load_suite
+from vbench_pref.generate.runner import generate
 from vbench_pref.synthetic import smooth_motion
 from vbench_pref.train import data as data_module
 from vbench_pref.train import trainer as trainer_module
@@ -211,6 +213,11 @@ def test_every_loss_trains_and_its_checkpoint_loads(tmp_path: Path, pairs_file: 
     assert card["method"] == loss and card["step"] == 2 and card["adapter"] == "checkpoints/step-000002/adapter"
     loaded = load_model(str(out))
     assert loaded.source["kind"] == "checkpoint" and loaded.random_weights
+    assert loaded.base_label == "builtin:tiny-wan (random weights)" and loaded.source["method"] == loss
+    suite = tmp_path / "one.txt"
+    suite.write_text("a1\ta red ball rolling\n")
+    generated = generate(loaded, load_suite(suite), tmp_path / "videos", loaded.defaults.with_overrides(steps=2))
+    assert generated.generated == 1 and (tmp_path / "videos" / "a1-0.mp4").stat().st_size > 0
 
 
 def test_training_changes_the_policy_and_eval_sees_it(tmp_path: Path, pairs_file: Path) -> None:
@@ -286,3 +293,21 @@ def test_full_finetune_saves_a_denoiser_eval_loads(tmp_path: Path, pairs_file: P
 def test_batch_size_must_divide_the_effective_batch(tmp_path: Path, pairs_file: Path) -> None:
     with pytest.raises(VbenchPrefError, match="not a multiple"):
         run_training(config_for(pairs_file, tmp_path / "x", batch_size=3, effective_batch_size=4))
+
+
+@pytest.mark.parametrize("overrides", [{"gradient_checkpointing": True}, {"mixed_precision": "bf16"}],
+                         ids=["gradient-checkpointing", "bf16"])
+def test_memory_and_precision_options_train_the_same_model(tmp_path: Path, pairs_file: Path, overrides) -> None:
+    # SFT: a preference gradient at the first steps is a small difference of two large ones, all bf16 noise
+    plain = config_for(pairs_file, tmp_path / "plain", loss="sft", max_steps=2)
+    run_training(plain)
+    run_training(replace(plain, out=str(tmp_path / "other"), **overrides))
+    a, b = read_jsonl(tmp_path / "plain" / "metrics.jsonl"), read_jsonl(tmp_path / "other" / "metrics.jsonl")
+    tolerance = 1e-6 if "gradient_checkpointing" in overrides else 2e-2  # recomputation is exact; bf16 is not
+    for x, y in zip(a, b, strict=True):
+        assert x["logps/chosen"] == pytest.approx(y["logps/chosen"], rel=tolerance)
+        assert x["grad_norm"] == pytest.approx(y["grad_norm"], rel=max(tolerance, 1e-5))
+    if "mixed_precision" in overrides:  # bf16 really computed: close, not equal
+        assert any(x["logps/chosen"] != y["logps/chosen"] for x, y in zip(a, b))
+    recorded = json.loads((tmp_path / "other" / "train.json").read_text())
+    assert all(recorded[k] == v for k, v in overrides.items())

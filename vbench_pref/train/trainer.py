@@ -101,6 +101,7 @@ def run_training(
 
     out = Path(config.out)
     stage = on_stage or (lambda _: None)
+    _forget_previous_run_settings()
     accelerator = Accelerator(mixed_precision=mixed_precision_for(config), cpu=config.device == "cpu")
     world = accelerator.num_processes
     per_step = config.batch_size * world
@@ -202,6 +203,16 @@ def run_training(
     accelerator.wait_for_everyone()
     steps_done = max(config.max_steps - start, 0)
     return TrainResult(out, start, steps_done, skipped, last_checkpoint, loaded.random_weights)
+
+
+def _forget_previous_run_settings() -> None:
+    """accelerate keeps one mixed-precision setting per process; a second run in the same process (a sweep,
+    a notebook, the tests) may ask for another. The process group itself is kept."""
+    from accelerate.state import AcceleratorState
+
+    reset = getattr(AcceleratorState, "_reset_state", None)
+    if reset is not None:
+        reset(reset_partial_state=False)
 
 
 def ensure_cache(
