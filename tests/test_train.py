@@ -251,6 +251,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path: Path, pairs_file: Pa
         run_training(replace(broken, beta=5.0), resume=True)
     result = run_training(broken, resume=True)
     assert result.start_step == 4
+    assert json.loads((tmp_path / "broken" / "train.json").read_text())["run"]["started_at_step"] == 4
     resumed = read_jsonl(tmp_path / "broken" / "metrics.jsonl")
     assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(whole, resumed):

@@ -158,8 +158,7 @@ def run_training(
         start = json.loads((checkpoint / TRAINER_STATE).read_text())["step"]
     if accelerator.is_main_process:
         _prepare_logs(out, start)
-        if start == 0 or not (out / TRAIN_JSON).is_file():
-            _write_train_json(out, config, loaded, cache_dir, world, accumulation)
+        _write_train_json(out, config, loaded, cache_dir, world, accumulation, start)
     accelerator.wait_for_everyone()
 
     writer = diagnostics.tensorboard_writer(out) if accelerator.is_main_process else None
@@ -453,7 +452,9 @@ def _check_run_folder(out: Path, config: TrainConfig, resume: bool) -> None:
         raise VbenchPrefError(f"--resume with other settings than the run in {out} ({details}); use another --out")
 
 
-def _write_train_json(out: Path, config: TrainConfig, loaded: Any, cache: Path, world: int, accumulation: int) -> None:
+def _write_train_json(out: Path, config: TrainConfig, loaded: Any, cache: Path, world: int, accumulation: int,
+                      start: int) -> None:
+    """The run's config as last started (a resumption may change --max-steps and the like) and provenance."""
     from vbench_pref import __version__
 
     record = {
@@ -462,6 +463,7 @@ def _write_train_json(out: Path, config: TrainConfig, loaded: Any, cache: Path, 
             "version": __version__, "model_label": loaded.label, "family": loaded.family.name,
             "random_weights": loaded.random_weights, "cache": str(cache), "processes": world,
             "gradient_accumulation_steps": accumulation, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "started_at_step": start,
             "notes": "alpha, gamma and importance weights are stop-gradient" if config.detach_weights else
                      "gradients flow through alpha, gamma and importance weights",
         },
