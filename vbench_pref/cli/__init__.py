@@ -8,6 +8,7 @@ from vbench_pref.cli import (  # noqa: F401
     eval_cmd,
     evaluators_cmd,
     generate_cmd,
+    lab_cmd,
     leaderboard_cmd,
     pairs_cmd,
     plot_training_cmd,

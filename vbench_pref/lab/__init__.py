@@ -1,0 +1,1 @@
+"""Small-scale experiments on the training dynamics of preference losses."""
