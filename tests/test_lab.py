@@ -136,3 +136,16 @@ def test_pretraining_learns_the_data() -> None:
     untrained = per_sample_error(pretrain(replace(TOY, pretrain_steps=0), 0), schedule, x, c, t, noise)
     trained = per_sample_error(model, schedule, x, c, t, noise)
     assert trained.mean() < 0.7 * untrained.mean()
+
+
+def test_cli_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from vbench_pref.cli import app
+
+    runner = CliRunner()
+    for args, message in [(["--losses", "pgdpo"], "include dpo"), (["--k1", "ten"], "comma-separated numbers"),
+                          (["--seeds", "0"], "at least 1")]:
+        result = runner.invoke(app, ["lab", "displacement", "--out", str(tmp_path / "x"), *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    assert not (tmp_path / "x").exists()
