@@ -149,3 +149,15 @@ def test_cli_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
         result = runner.invoke(app, ["lab", "displacement", "--out", str(tmp_path / "x"), *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
     assert not (tmp_path / "x").exists()
+
+
+def test_similarity_factor_is_the_first_order_identity(seed_data: lab.SeedData) -> None:
+    """To first order, one DPO step on a pair changes log p_w - log p_l by
+    eta * (beta/2) * (1 - sigmoid(margin)) * ||grad log p_w - grad log p_l||^2 (PG-DPO appendix, Eq. 29)."""
+    import math
+
+    _, snapshots = lab.train_run(SMALL, lab.Run("dpo", "dpo", 0, 10.0, 10.0), seed_data)
+    for s in snapshots:
+        expected = SMALL.lr * SMALL.beta / 2 * (1 - 1 / (1 + math.exp(-s["margin"]))) * s["gradient_distance"]
+        assert s["similarity"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+        assert s["similarity"] >= 0

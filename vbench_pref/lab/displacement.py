@@ -304,7 +304,7 @@ def _pair_snapshots(params: Params, reference: Params, model: torch.nn.Module, s
         snapshots.append({
             "run": run.name, "loss": run.loss, "seed": run.seed, "step": step, "pair": i, "kind": one.kind[0],
             "margin": float(output.metrics["rewards/margins"][0]), "dpo_grad_norm": float(grad_loss.norm()),
-            "similarity": similarity,
+            "similarity": similarity, "gradient_distance": float((grad_w - grad_l).pow(2).sum()),
         })
     return snapshots
 

@@ -494,6 +494,11 @@ def claim_similarity(pairs: pd.DataFrame) -> Claim:
                 "pearson": stat(r["pearson"] for r in per_seed),
                 "pearson_pooled": pearson(rows["margin"], rows["similarity"]),
                 "seeds_above_threshold": strong, "seeds_positive": positive, "by_kind": by_kind}
+    if "gradient_distance" in rows:
+        # the factor is eta * (beta/2) * (1 - a) * ||grad log p_w - grad log p_l||^2 to first order: the kernel
+        # term alone is what the paper's "similar updates for similar samples" is about
+        measured["kernel_pearson"] = stat(pearson(group["margin"], group["gradient_distance"])
+                                          for _, group in rows.groupby("seed", sort=True))
     if n == 0:
         verdict = NOT_TESTED
         detail = "No dpo pair snapshots with a similarity factor, so the claim could not be tested."
@@ -982,6 +987,12 @@ def _section_c(claim: Claim) -> list[str]:
         lines.append("- By pair kind (mean over snapshots): " + "; ".join(
             f"{kind}: margin {fmt(v['margin'])}, similarity {fmt(v['similarity'])} (n = {v['n_points']})"
             for kind, v in m["by_kind"].items()))
+    if "kernel_pearson" in m:
+        lines.append(
+            "- To first order the factor is η·(β/2)·(1 − σ(margin logit))·‖∇log p(x_w) − ∇log p(x_l)‖²: the sigmoid "
+            "term falls as the margin grows, the kernel term ‖∇log p(x_w) − ∇log p(x_l)‖² is the gradient "
+            f"dissimilarity of the pair. Pearson r(margin, kernel term) over seeds (not judged): "
+            f"{fmt_stat(m['kernel_pearson'])}")
     return lines
 
 
