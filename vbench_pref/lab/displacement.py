@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -55,9 +55,6 @@ class LabConfig:
             raise VbenchPrefError(f"unknown loss {', '.join(unknown)} (known: {', '.join(LOSSES)})")
         if "dpo" not in self.losses:
             raise VbenchPrefError("the lab compares every loss with Diffusion-DPO: include dpo in --losses")
-        needs = {"dpo-cm", "sdpo"} & set(self.losses)
-        if needs:
-            raise VbenchPrefError(f"{', '.join(sorted(needs))} need importance weights the lab's model does not define")
         for name in ("steps", "batch_pairs", "elbo_every", "pair_every"):
             if getattr(self, name) < 1:
                 raise VbenchPrefError(f"--{name.replace('_', '-')} must be at least 1")
@@ -140,7 +137,11 @@ def pair_errors(params: Params, reference: Params, model: torch.nn.Module, sched
     policy_w, policy_l = residuals(params)
     with torch.no_grad():
         reference_w, reference_l = residuals(reference)
-    return PairErrors.from_residuals(policy_w, policy_l, reference_w, reference_l)
+    errors = PairErrors.from_residuals(policy_w, policy_l, reference_w, reference_l)
+    # SDPO and DPO-C&M weight pairs by w_t = exp(-lambda_t * e), the same Gaussian-step weight the trainer uses
+    precision = schedule.elbo_weights()[t].to(errors.policy_chosen.dtype)
+    return replace(errors, log_importance_chosen=-precision * errors.policy_chosen,
+                   log_importance_rejected=-precision * errors.policy_rejected)
 
 
 class _Callable(torch.nn.Module):
