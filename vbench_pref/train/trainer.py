@@ -122,10 +122,11 @@ def run_training(
         spec = _with_timestep_sampling(spec, config.timestep_sampling)
     pipeline = loaded.pipeline
 
+    location = cache_location(config, loaded)
     with accelerator.main_process_first():
         if accelerator.is_main_process:
-            cache_dir = ensure_cache(config, loaded, spec, on_precompute, stage)
-    cache_dir = ensure_cache(config, loaded, spec, None, None, encode=False)
+            fill_cache(config, loaded, spec, location, on_precompute, stage)
+    cache_dir = location.folder
     cache = LatentCache(cache_dir)
     _release_encoders(pipeline)
 
@@ -214,29 +215,39 @@ def _forget_previous_run_settings() -> None:
         reset(reset_partial_state=False)
 
 
-def ensure_cache(
-    config: TrainConfig, loaded: Any, spec: Any, on_precompute: Callable[[int], Callable[[], None]] | None,
-    stage: Callable[[str], None] | None, encode: bool = True,
-) -> Path:
-    """The latent cache of (model, pairs, frame settings), encoded first when ``encode`` (else only located)."""
+@dataclass(frozen=True)
+class CacheLocation:
+    folder: Path
+    key: dict[str, Any]
+    frames: FrameSettings
+
+
+def cache_location(config: TrainConfig, loaded: Any) -> CacheLocation:
+    """Where the latent cache of (model, pairs, frame settings) lives, and the key it must carry."""
     pairs_file = Path(config.pairs)
     frames = FrameSettings(config.num_frames, config.height, config.width)
     key = cache_key(_model_identity(config.model, loaded), loaded.family.name, pairs_file, frames)
-    cache_dir = Path(config.cache) if config.cache else default_cache_dir(pairs_file, key)
-    if encode:
-        pairs = read_pairs(pairs_file)
-        if stage:
-            stage(f"latent cache {cache_dir} ({len(pairs)} pairs)")
-        tick = on_precompute(len(pairs)) if on_precompute else None
-        precompute(loaded.pipeline, spec, pairs, cache_dir, key, frames, tick)
-    return cache_dir
+    folder = Path(config.cache) if config.cache else default_cache_dir(pairs_file, key)
+    return CacheLocation(folder, key, frames)
+
+
+def fill_cache(
+    config: TrainConfig, loaded: Any, spec: Any, location: CacheLocation,
+    on_precompute: Callable[[int], Callable[[], None]] | None, stage: Callable[[str], None] | None,
+) -> Path:
+    """Encode whatever the cache at ``location`` still lacks (nothing when it is complete)."""
+    pairs = read_pairs(Path(config.pairs))
+    if stage:
+        stage(f"latent cache {location.folder} ({len(pairs)} pairs)")
+    tick = on_precompute(len(pairs)) if on_precompute else None
+    return precompute(loaded.pipeline, spec, pairs, location.folder, location.key, location.frames, tick)
 
 
 def run_precompute(config: TrainConfig, on_precompute: Callable[[int], Callable[[], None]] | None = None) -> Path:
     """``vbench-pref precompute``: load the model and fill the latent cache, nothing else."""
     device = "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     loaded = load_model(config.model, device, torch.float32, config.base_model)
-    return ensure_cache(config, loaded, training_spec(loaded), on_precompute, None)
+    return fill_cache(config, loaded, training_spec(loaded), cache_location(config, loaded), on_precompute, None)
 
 
 def pair_errors(
