@@ -178,6 +178,10 @@ def test_config_file_then_command_line(tmp_path: Path) -> None:
         yaml_file.write_text(text)
         with pytest.raises(VbenchPrefError, match=message):
             read_config_file(yaml_file)
+    ini = tmp_path / "run.ini"
+    ini.write_text("beta = 1\n")
+    with pytest.raises(VbenchPrefError, match=r"run.ini: use .yaml, .yml, .toml or .json$"):
+        read_config_file(ini)
     with pytest.raises(VbenchPrefError, match="--loss must be one of"):
         build_config(None, {"model": "m", "pairs": "p", "out": "o", "loss": "ppo"})
     with pytest.raises(VbenchPrefError, match="--ipr must be one of"):

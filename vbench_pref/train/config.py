@@ -131,21 +131,19 @@ def read_config_file(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise VbenchPrefError(f"config file {path} not found")
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise VbenchPrefError(f"config file {path}: use .yaml, .yml, .toml or .json")
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
-            raise VbenchPrefError(f"config file {path}: use .yaml, .yml, .toml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as exc:
-        raise VbenchPrefError(f"config file {path} does not parse: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # yaml.YAMLError without importing yaml at module level
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:  # TOML, JSON and YAML parse errors have no common base (yaml.YAMLError is yaml's own)
         raise VbenchPrefError(f"config file {path} does not parse: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise VbenchPrefError(f"config file {path} must hold a mapping of option names to values")
