@@ -227,7 +227,6 @@ def train_run(config: LabConfig, run: Run, data: SeedData) -> tuple[list[dict], 
     params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
     options = _loss_options(config, run)
     dpo_options = LossOptions(beta=config.beta)
-    names = list(params)
     rows: list[dict] = [_row(run, 0) | _probe_metrics(params, reference, model, schedule, data, config, elbo_too=True)]
     snapshots: list[dict] = []
     generator = torch.Generator().manual_seed(run.seed)  # the same data and noise for every loss of a seed
@@ -266,7 +265,6 @@ def train_run(config: LabConfig, run: Run, data: SeedData) -> tuple[list[dict], 
         rows.append(row)
     if run.loss == "dpo":
         snapshots += _pair_snapshots(params, reference, model, schedule, data, config, run, config.steps)
-    assert names == list(params)
     return rows, snapshots
 
 

@@ -9,7 +9,7 @@ models, so the lab's losses see the same kind of numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -58,6 +58,12 @@ class Denoiser(nn.Module):
 class Schedule:
     betas: torch.Tensor
     alpha_bar: torch.Tensor
+    lambdas: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # every training step weights its pairs by lambda_t: computed once here, not per step
+        previous = torch.cat([torch.ones(1), self.alpha_bar[:-1]])
+        self.lambdas = ddpm_step_precision(self.alpha_bar.double(), previous.double(), "epsilon").float()
 
     @classmethod
     def linear(cls, config: ToyConfig) -> "Schedule":
@@ -70,8 +76,7 @@ class Schedule:
 
     def elbo_weights(self) -> torch.Tensor:
         """lambda_t of each step: the reverse step's Gaussian log ratio is -lambda_t * e (per element)."""
-        previous = torch.cat([torch.ones(1), self.alpha_bar[:-1]])
-        return ddpm_step_precision(self.alpha_bar.double(), previous.double(), "epsilon").float()
+        return self.lambdas
 
 
 def modes(config: ToyConfig) -> torch.Tensor:
