@@ -1,8 +1,10 @@
-"""Summary statistics of per-video scores: mean, std, counts and a bootstrap confidence interval."""
+"""Summary statistics of per-video scores (mean, std, counts, a bootstrap confidence interval) and the
+paired permutation test the leaderboard uses to tell a best value from a tie."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,3 +46,59 @@ def summarize(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: in
         "n_missing": int(values.size - n),
         "ci95": [low, high],
     }
+
+
+PERMUTATION_RESAMPLES = 10000
+PERMUTATION_SEED = 0
+EXACT_PERMUTATION_MAX_N = 16  # 2**16 sign patterns: enumerated, no sampling error
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two methods scored on the same units (prompts): the mean of ``a - b`` and a two-sided p-value."""
+
+    n: int
+    mean_difference: float
+    p_value: float
+    exact: bool  # every sign pattern enumerated (else Monte Carlo)
+
+
+def paired_permutation_test(
+    a: np.ndarray,
+    b: np.ndarray,
+    resamples: int = PERMUTATION_RESAMPLES,
+    seed: int = PERMUTATION_SEED,
+) -> PairedComparison:
+    """Paired sign-flip permutation test of ``mean(a - b) == 0``, two-sided.
+
+    Under the null each unit's difference is as likely to be ``+d`` as ``-d``; the p-value is the share
+    of the 2**n sign patterns whose mean difference is at least as far from 0 as the observed one.
+    Up to ``EXACT_PERMUTATION_MAX_N`` units every pattern is enumerated; beyond, ``resamples`` random
+    patterns (seeded) give ``(1 + hits) / (1 + resamples)``, which never reports 0. Units where either
+    value is NaN are left out; with none left the p-value is NaN.
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal lengths, got {a.size} and {b.size}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    diffs = a[keep] - b[keep]
+    n = int(diffs.size)
+    if n == 0:
+        return PairedComparison(0, math.nan, math.nan, True)
+    observed = abs(float(diffs.mean()))
+    # float sums of the same numbers in another order differ in the last bits: count those as equal
+    threshold = observed - 1e-12 * max(1.0, float(np.abs(diffs).sum()) / n)
+    if n <= EXACT_PERMUTATION_MAX_N:
+        patterns = np.arange(2**n, dtype=np.int64)[:, None] >> np.arange(n, dtype=np.int64)
+        signs = 1.0 - 2.0 * (patterns & 1)
+        hits = int((np.abs(signs @ diffs) / n >= threshold).sum())
+        return PairedComparison(n, float(diffs.mean()), hits / 2**n, True)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    chunk = max(1, 4_000_000 // n)  # bounds memory for long suites
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        signs = 1.0 - 2.0 * rng.integers(0, 2, size=(rows, n))
+        hits += int((np.abs(signs @ diffs) / n >= threshold).sum())
+    return PairedComparison(n, float(diffs.mean()), (1 + hits) / (1 + resamples), False)
