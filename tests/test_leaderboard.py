@@ -7,10 +7,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from vbench_pref.errors import VbenchPrefError
+from vbench_pref.stats import summarize
 from vbench_pref.leaderboard import (
     build_leaderboard,
     load_reported,
@@ -18,10 +20,12 @@ from vbench_pref.leaderboard import (
     output_paths,
     render_markdown,
     run,
+    superseded_by,
     write_leaderboard,
 )
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = {"name": "demo", "digest": "d" * 64, "prompts": 16}
 PAPER_CSV = REPO / "results" / "reported" / "pgdpo_paper.csv"
 PAPER_SOURCE = "PG-DPO paper (Beyond Reward Margin"
 
@@ -36,26 +40,40 @@ def make_run(
     complete: bool = True,
     random_weights: tuple[str, ...] = (),
     with_summary: bool = True,
+    suite: dict[str, Any] | None = DEMO,
+    videos: dict[str, list[float]] | None = None,
+    updated: str = "2026-01-01T00:00:00+00:00",
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a run directory shaped like the scoring engine's.
 
     ``scores`` maps column -> mean, or -> (mean, higher_is_better), or -> a full summary entry dict.
+    ``suite=None`` writes a run.json from before suites were recorded; ``videos`` (column -> one value per
+    video, video i of prompt ``prompt i``) writes scores.csv and makes each mean and interval those values'.
     """
     run_dir = root / run_id
     run_dir.mkdir(parents=True)
     n = 16
-    (run_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "run_id": run_id,
-                "model": model,
-                "method": method,
-                "random_weights": list(random_weights),
-                "status": {"complete": complete, "videos": n, "scored": n if complete else n // 2, "failed": 0},
-                "package_version": "0.0.test",
-            }
-        )
-    )
+    info: dict[str, Any] = {
+        "run_id": run_id,
+        "model": model,
+        "method": method,
+        "random_weights": list(random_weights),
+        "status": {"complete": complete, "videos": n, "scored": n if complete else n // 2, "failed": 0},
+        "package_version": "0.0.test",
+        "updated": updated,
+        **({} if suite is None else {"suite": suite}),
+        **(extra or {}),
+    }
+    (run_dir / "run.json").write_text(json.dumps(info))
+    if videos:
+        count = len(next(iter(videos.values())))
+        frame = pd.DataFrame({"video": [f"v{i}.mp4" for i in range(count)], "prompt": [f"prompt {i}" for i in range(count)]})
+        for column, values in videos.items():
+            frame[column] = values
+            summary = summarize(np.array(values))
+            scores = {**scores, column: {**summary, "higher_is_better": True, "evaluator": column}}
+        frame.to_csv(run_dir / "scores.csv", index=False)
     if with_summary:
         entries = {}
         for column, spec in scores.items():
@@ -91,9 +109,13 @@ def row(board, model: str, method: str) -> pd.Series:
     return hit.iloc[0]
 
 
-def best_of(board, model: str, method: str) -> set[str]:
-    cell = row(board, model, method)["best"]
+def best_of(board, model: str, method: str, kind: str = "best") -> set[str]:
+    cell = row(board, model, method)[kind]
     return set(cell.split(";")) if cell else set()
+
+
+def tied_of(board, model: str, method: str) -> set[str]:
+    return best_of(board, model, method, "tied_best")
 
 
 REPORTED = """\
@@ -116,22 +138,30 @@ def test_measured_and_reported_combine(tmp_path: Path) -> None:
     b = make_run(tmp_path / "runs", "r2", "M1", "PG-DPO", {"hpsv2": 0.24})  # disjoint: same row
     board = build_leaderboard([a, b], [rep])
 
-    assert list(board.table.columns[:7]) == [
-        "model", "method", "n_videos", "clip_score.cosine", "temporal_flicker", "hpsv2", "source",
+    assert list(board.table.columns[:10]) == [
+        "suite", "suite_digest", "model", "method", "model_random_weights", "n_videos",
+        "clip_score.cosine", "temporal_flicker", "hpsv2", "source",
     ]
-    assert list(board.table["method"]) == ["baseline", "PaperMethod", "PG-DPO", "baseline"]  # grouped by model
+    # measured suite first, then the reported file's own section (grouped by model inside it)
+    assert list(board.table["method"]) == ["PG-DPO", "baseline", "PaperMethod", "baseline"]
+    assert list(board.table["suite"]) == ["demo", "as reported", "as reported", "as reported"]
+    assert [s.title for s in board.sections] == ["Suite: demo", "As reported: rep.csv"]
     measured = row(board, "M1", "PG-DPO")
     assert measured["source"] == "run:r1; run:r2"
     assert measured["n_videos"] == 16
     assert measured["hpsv2"] == pytest.approx(0.24)
     assert measured["clip_score.cosine.n"] == 16
-    assert measured["clip_score.cosine.ci95"] == pytest.approx(0.002)
+    assert measured["clip_score.cosine.ci95_low"] == pytest.approx(0.268)
+    assert measured["clip_score.cosine.ci95_high"] == pytest.approx(0.272)
+    assert "clip_score.cosine.ci95" not in board.table.columns  # no unlabelled half-width
     assert row(board, "M1", "baseline")["source"] == "Some paper, Table 9"  # default from # source:
     assert row(board, "M1", "PaperMethod")["source"] == "Other paper"
     assert pd.isna(row(board, "M1", "baseline")["n_videos"])
     assert pd.isna(row(board, "M1", "baseline")["hpsv2"])
-    # best is per model group: M2's 0.30 does not beat M1's measured 0.27
-    assert "clip_score.cosine" in best_of(board, "M1", "PG-DPO")
+    # a paper's numbers and ours never share a table: the lone measured value is not ranked, the
+    # paper's rows are ranked among themselves per model
+    assert best_of(board, "M1", "PG-DPO") == set()
+    assert best_of(board, "M1", "PaperMethod") == {"clip_score.cosine"}
     assert best_of(board, "M2", "baseline") == set()  # a lone value is not a comparison
 
 
@@ -153,29 +183,34 @@ def test_best_per_group_lower_is_better_and_ties(tmp_path: Path) -> None:
         make_run(runs, "d", "Other", "base", {"q": (0.9, True), "err": (0.05, False)}),
         make_run(runs, "e", "Other", "dpo", {"q": (0.1, True), "err": (0.50, False)}),
     ]
-    board = build_leaderboard(dirs, [])
-    assert best_of(board, "M", "base") == set()
-    assert best_of(board, "M", "dpo") == {"q", "err"}  # lower err wins
-    assert best_of(board, "M", "pgdpo") == {"q"}  # tie on q: both marked
+    board = build_leaderboard(dirs, [])  # no per-video scores: separated = intervals (±0.002) apart
+    assert best_of(board, "M", "base") == set() and tied_of(board, "M", "base") == set()
+    assert best_of(board, "M", "dpo") == {"err"}  # lower err wins
+    assert tied_of(board, "M", "dpo") == tied_of(board, "M", "pgdpo") == {"q"}  # tie on q: shown as a tie
+    assert best_of(board, "M", "pgdpo") == set()
     assert best_of(board, "Other", "base") == {"q", "err"}
     md = render_markdown(board)
     assert "| method | n | q ↑ | err ↓ | source |" in md
-    assert md.count("**0.7000**") == 2
-    assert "**0.1000**" in md and "**0.0500**" in md
+    assert md.count("≈0.7000 [0.6980, 0.7020]") == 2 and "**0.7000**" not in md
+    assert "**0.1000** [0.0980, 0.1020]" in md and "**0.0500**" in md
     assert "**0.5000**" not in md  # M/base q is not best; Other/e q=0.1 not best
 
 
-def test_ties_compared_at_display_precision(tmp_path: Path) -> None:
+def test_overlapping_intervals_are_a_tie(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     dirs = [
-        make_run(runs, "a", "M", "x", {"q": 0.70001}),
-        make_run(runs, "b", "M", "y", {"q": 0.70004}),
+        make_run(runs, "a", "M", "x", {"q": 0.9482}),
+        make_run(runs, "b", "M", "y", {"q": 0.9483}),
         make_run(runs, "c", "M", "z", {"q": 0.6}),
     ]
     board = build_leaderboard(dirs, [])
-    # both print as 0.7000, so both are bold; the CSV still has the exact means
-    assert best_of(board, "M", "x") == best_of(board, "M", "y") == {"q"}
-    assert row(board, "M", "y")["q"] == 0.70004
+    # 0.9483 is not bold over 0.9482: their intervals overlap; both beat 0.6 clearly
+    assert best_of(board, "M", "x") == best_of(board, "M", "y") == set()
+    assert tied_of(board, "M", "x") == tied_of(board, "M", "y") == {"q"}
+    assert tied_of(board, "M", "z") == set()
+    assert row(board, "M", "y")["q"] == 0.9483
+    md = render_markdown(board)
+    assert "≈0.9483 [0.9463, 0.9503]" in md and "≈0.9482" in md and "**" not in md.split("### M", 1)[1]
 
 
 def test_arrows_in_markdown_header(tmp_path: Path) -> None:
@@ -199,7 +234,8 @@ def test_random_weights_marked(tmp_path: Path) -> None:
     # a random-weight number is never "best", even when it is the largest
     assert best_of(board, "M", "x") == set()
     md = render_markdown(board)
-    assert "0.9000 ± 0.0020†" in md
+    assert "0.9000 [0.8980, 0.9020]†" in md and "±" not in md
+    assert best_of(board, "M", "y") == {"hpsv2"}
     assert "random weights — smoke test, not a measurement" in md
 
 
@@ -221,18 +257,28 @@ def test_incomplete_run_marked(tmp_path: Path) -> None:
 # errors and warnings
 
 
-def test_duplicate_column_for_same_model_method_names_both_runs(tmp_path: Path) -> None:
-    a = make_run(tmp_path, "run-one", "M", "x", {"q": 0.5, "p": 0.1})
-    b = make_run(tmp_path, "run-two", "M", "x", {"q": 0.6})
-    with pytest.raises(VbenchPrefError, match="run-one and run-two") as info:
-        build_leaderboard([a, b], [])
-    assert "\n" not in str(info.value)
+def test_same_suite_model_method_twice_the_newer_run_wins(tmp_path: Path) -> None:
+    new = make_run(tmp_path, "run-new", "M", "x", {"q": 0.6}, updated="2026-02-01T00:00:00+00:00")
+    old = make_run(tmp_path, "run-old", "M", "x", {"q": 0.5, "p": 0.1}, updated="2026-01-01T00:00:00+00:00")
+    gone = make_run(tmp_path, "run-gone", "M", "x", {"q": 0.4}, updated="2025-12-01T00:00:00+00:00")
+    board = build_leaderboard([new, old, gone], [])  # the order given does not matter, the time does
+    shown = row(board, "M", "x")
+    assert shown["q"] == 0.6 and shown["p"] == 0.1  # the old run keeps the column the new one lacks
+    assert shown["source"] == "run:run-new; run:run-old"
+    assert "run run-old: q replaced by the newer run run-new (suite 'demo', model 'M', method 'x')" in board.warnings
+    assert "run run-gone is replaced by the newer run run-new (suite 'demo', model 'M', method 'x')" in board.warnings
+    # same timestamp: the one given later wins
+    a = make_run(tmp_path, "a", "N", "x", {"q": 0.1})
+    b = make_run(tmp_path, "b", "N", "x", {"q": 0.2})
+    assert row(build_leaderboard([a, b], []), "N", "x")["q"] == 0.2
+    assert row(build_leaderboard([b, a], []), "N", "x")["q"] == 0.1
 
 
-def test_same_run_twice_is_an_error(tmp_path: Path) -> None:
+def test_same_run_twice_counts_once(tmp_path: Path) -> None:
     a = make_run(tmp_path, "r", "M", "x", {"q": 0.5})
-    with pytest.raises(VbenchPrefError, match="both give column 'q'"):
-        build_leaderboard([a, a], [])
+    board = build_leaderboard([a, tmp_path / "." / "r"], [])
+    assert len(board.table) == 1 and row(board, "M", "x")["source"] == "run:r"
+    assert any("is given twice: counted once" in w for w in board.warnings)
 
 
 def test_direction_conflict_is_an_error(tmp_path: Path) -> None:
@@ -267,7 +313,7 @@ def test_unknown_direction_warns_and_is_not_ranked(tmp_path: Path) -> None:
     assert best_of(board, "M", "b") == set()
     md = render_markdown(board)
     assert "| method | mystery | source |" in md
-    assert "**" not in md.split("## M", 1)[1].split("### Sources")[0]
+    assert "**" not in md.split("### M", 1)[1].split("## Sources")[0]
 
 
 @pytest.mark.parametrize(
@@ -397,10 +443,13 @@ def test_write_atomic_and_deterministic(tmp_path: Path) -> None:
     # the CSV round-trips: plain floats, the documented columns
     back = pd.read_csv(out1 / "board.csv", keep_default_na=False, na_values=[""])
     assert list(back.columns) == list(board.table.columns)
-    assert back.loc[0, "clip_score.cosine"] == 0.2898
+    assert back.loc[0, "clip_score.cosine"] == 0.31
+    assert back[back["suite"] == "as reported"].iloc[0]["clip_score.cosine"] == 0.2898
     measured = back[back["source"] == "run:r1; run:r3"].iloc[0]
     assert measured["random_weights"] == "hpsv2" and measured["n_videos"] == 16
-    assert "clip_score.cosine.n" in back.columns and "clip_score.cosine.ci95" in back.columns
+    assert measured["hpsv2.random_weights"] == True and measured["clip_score.cosine.random_weights"] == False  # noqa: E712
+    for column in ("clip_score.cosine.n", "clip_score.cosine.ci95_low", "clip_score.cosine.ci95_high"):
+        assert column in back.columns
     md = (out1 / "board.md").read_text()
     assert md.startswith("# ")
     assert "temporal_flicker ↑" in md
@@ -434,3 +483,152 @@ def test_run_without_model_is_listed_and_warned(tmp_path: Path) -> None:
     board = build_leaderboard([a], [])
     assert row(board, "(unknown)", "(unknown)")["source"] == "run:anon"
     assert any("anon" in w and "no model or method" in w for w in board.warnings)
+
+
+# --------------------------------------------------------------------------------------------------
+# suites, paired winners, random weights as data
+
+
+MY = {"name": "my.txt", "digest": "e" * 64, "prompts": 2}
+
+
+def test_one_model_on_two_suites_gives_two_sections(tmp_path: Path) -> None:
+    # the same model, method and columns on two suites: two sections, never one column
+    demo = make_run(tmp_path, "demo-run", "tiny", "base", {"temporal_flicker": 0.95, "q": 0.4})
+    mine = make_run(tmp_path, "my-run", "tiny", "base", {"temporal_flicker": 0.97}, suite=MY)
+    other = make_run(tmp_path, "my-dpo", "tiny", "dpo", {"temporal_flicker": 0.50}, suite=MY)
+    board = build_leaderboard([demo, mine, other], [])
+    assert board.warnings == ()
+    table = board.table
+    assert list(zip(table["suite"], table["method"], table["temporal_flicker"])) == [
+        ("demo", "base", 0.95), ("my.txt", "base", 0.97), ("my.txt", "dpo", 0.50),
+    ]
+    assert list(table["suite_digest"]) == ["d" * 64, "e" * 64, "e" * 64]
+    assert [(s.title, s.detail, s.rows) for s in board.sections] == [
+        ("Suite: demo", "16 prompts, sha256 dddddddddddd", (0,)),
+        ("Suite: my.txt", "2 prompts, sha256 eeeeeeeeeeee", (1, 2)),
+    ]
+    # ranked within a suite only: demo's lone row is not compared with my.txt's
+    assert table.loc[0, "best"] == "" and table.loc[1, "best"] == "temporal_flicker"
+    md = render_markdown(board)
+    demo_part, my_part = md.split("## Suite: demo", 1)[1].split("## Suite: my.txt")
+    assert "0.9500" in demo_part and "0.9700" not in demo_part and "| q ↑ |" not in my_part
+    assert "**0.9700**" in my_part
+
+
+def test_same_suite_name_with_other_prompts_is_another_section(tmp_path: Path) -> None:
+    edited = {**MY, "digest": "f" * 64}
+    a = make_run(tmp_path, "a", "M", "x", {"q": 0.5}, suite=MY)
+    b = make_run(tmp_path, "b", "M", "x", {"q": 0.6}, suite=edited)
+    board = build_leaderboard([a, b], [])
+    assert [s.detail for s in board.sections] == ["2 prompts, sha256 eeeeeeeeeeee", "2 prompts, sha256 ffffffffffff"]
+    assert board.warnings == ()  # different prompts: nothing replaced
+
+
+def test_run_json_without_suite_still_loads(tmp_path: Path) -> None:
+    known = make_run(tmp_path, "new", "M", "x", {"q": 0.5})
+    named = make_run(tmp_path, "old", "M", "y", {"q": 0.6}, suite=None, extra={"inputs": {"prompts": "/data/vb.txt"}})
+    bare = make_run(tmp_path, "older", "M", "z", {"q": 0.7}, suite=None)
+    (r,) = load_run(named)
+    assert (r.suite, r.suite_digest) == ("vb.txt", None)
+    board = build_leaderboard([known, named, bare], [])
+    assert list(board.table["suite"]) == ["demo", "vb.txt", "unknown"]
+    assert board.table["suite_digest"].isna().tolist() == [False, True, True]
+    assert any("run old: run.json does not record its prompt suite; grouped as 'vb.txt'" == w for w in board.warnings)
+    assert "prompts unknown" in render_markdown(board)
+
+
+def prompts_of(base: float, n: int = 20, step: float = 0.01) -> list[float]:
+    return [base + step * i for i in range(n)]
+
+
+def test_paired_test_separates_what_intervals_cannot(tmp_path: Path) -> None:
+    # A beats B by 0.001 on every one of 20 prompts: the spread across prompts (0.2) hides it from the
+    # intervals, the paired test does not; C is A give or take 0.0005 per prompt, a hair higher on average
+    b_values = prompts_of(0.5)
+    a_values = [v + 0.001 for v in b_values]
+    c_values = [v + (0.00051 if i % 2 else -0.0005) for i, v in enumerate(a_values)]
+    a = make_run(tmp_path, "a", "M", "a", {}, videos={"q": a_values})
+    b = make_run(tmp_path, "b", "M", "b", {}, videos={"q": b_values})
+    board = build_leaderboard([a, b], [])
+    assert row(board, "M", "a")["q.ci95_low"] < row(board, "M", "b")["q.ci95_high"]  # intervals overlap
+    assert best_of(board, "M", "a") == {"q"} and tied_of(board, "M", "b") == set()
+    c = make_run(tmp_path, "c", "M", "c", {}, videos={"q": c_values})
+    board = build_leaderboard([a, b, c], [])
+    # C is on top, separated from B but not from A: A and C are tied, B is out
+    assert tied_of(board, "M", "a") == tied_of(board, "M", "c") == {"q"}
+    assert tied_of(board, "M", "b") == set() and best_of(board, "M", "a") == set()
+
+
+def test_paired_on_common_prompts_else_intervals(tmp_path: Path) -> None:
+    # five prompts can never give p < 0.05, however clear the gain: a tie, although the intervals are apart
+    a = make_run(tmp_path, "a", "M", "a", {}, videos={"q": [0.90, 0.91, 0.92, 0.93, 0.94]})
+    b = make_run(tmp_path, "b", "M", "b", {}, videos={"q": [0.10, 0.11, 0.12, 0.13, 0.14]})
+    board = build_leaderboard([a, b], [])
+    assert row(board, "M", "a")["q.ci95_low"] > row(board, "M", "b")["q.ci95_high"]
+    assert tied_of(board, "M", "a") == tied_of(board, "M", "b") == {"q"}
+    # without per-video scores on both sides the intervals decide
+    (a / "scores.csv").unlink()
+    board = build_leaderboard([a, b], [])
+    assert best_of(board, "M", "a") == {"q"}
+
+
+def test_paired_pairs_by_prompt_and_averages_a_prompts_videos(tmp_path: Path) -> None:
+    (r,) = load_run(make_run(tmp_path, "r", "M", "x", {}, videos={"q": [0.1, 0.3, 0.5]}))
+    frame = pd.read_csv(tmp_path / "r" / "scores.csv")
+    frame["prompt"] = ["p0", "p0", ""]  # two videos of one prompt; one video without a prompt
+    frame.to_csv(tmp_path / "r" / "scores.csv", index=False)
+    (r,) = load_run(tmp_path / "r")
+    assert r.per_prompt["q"].to_dict() == {"p0": pytest.approx(0.2), "v2.mp4": 0.5}
+
+
+def test_reported_rows_are_not_tested_and_show_ties(tmp_path: Path) -> None:
+    rep = write_reported(
+        tmp_path / "rep.csv",
+        "# higher_is_better: q\n# suite: VBench (946 prompts)\nmodel,method,source,q\nM,a,s,0.94830\nM,b,s,0.94834\nM,c,s,0.9\n",
+    )
+    measured = make_run(tmp_path, "r", "M", "ours", {"q": 0.99})
+    board = build_leaderboard([measured], [rep])
+    assert row(board, "M", "ours")["best"] == ""  # alone in its suite
+    assert tied_of(board, "M", "a") == tied_of(board, "M", "b") == {"q"}  # equal at 4 decimals
+    assert best_of(board, "M", "a") == set() and tied_of(board, "M", "c") == set()
+    assert board.sections[1].title == "As reported: rep.csv"
+    assert board.sections[1].detail.startswith("suite: VBench (946 prompts); no per-video data, so no test")
+    assert row(board, "M", "a")["suite"] == "VBench (946 prompts)"
+    md = render_markdown(board)
+    assert "≈0.9483 |" in md and "reported rows are not tested" in md
+
+
+def test_random_weights_columns_in_csv(tmp_path: Path) -> None:
+    flagged = make_run(tmp_path, "f", "gen", "a", {"q": 0.5, "p": 0.1}, random_weights=("p",),
+                       extra={"model_random_weights": True})
+    labelled = make_run(tmp_path, "l", "builtin:tiny-wan (random weights)", "a", {"q": 0.5})
+    unknown = make_run(tmp_path, "u", "gen", "b", {"q": 0.6}, extra={"evaluators": [{"name": "q", "random_weights": True}]})
+    real = make_run(tmp_path, "r", "gen", "c", {"q": 0.7}, extra={"model_random_weights": False})
+    rep = write_reported(tmp_path / "rep.csv", "model,method,source,q\ngen,paper,s,0.3\n")
+    prefix = tmp_path / "board"
+    run([flagged, labelled, unknown, real], [rep], prefix)
+    back = pd.read_csv(prefix.with_suffix(".csv"), keep_default_na=False, na_values=[""])
+    by_method = {(m, x): rec for m, x, (_, rec) in zip(back["model"], back["method"], back.iterrows())}
+    assert by_method["gen", "a"]["model_random_weights"] == True  # noqa: E712
+    assert by_method["builtin:tiny-wan (random weights)", "a"]["model_random_weights"] == True  # noqa: E712
+    assert pd.isna(by_method["gen", "b"]["model_random_weights"])  # nothing says: unknown
+    assert by_method["gen", "c"]["model_random_weights"] == False  # noqa: E712
+    assert by_method["gen", "paper"]["model_random_weights"] == False  # noqa: E712
+    assert by_method["gen", "a"]["p.random_weights"] == True and by_method["gen", "a"]["q.random_weights"] == False  # noqa: E712
+    assert by_method["gen", "b"]["q.random_weights"] == True  # noqa: E712 - from the evaluator's provenance
+    assert pd.isna(by_method["gen", "c"]["p.random_weights"])  # no value, no flag
+    assert by_method["gen", "paper"]["q.random_weights"] == False  # noqa: E712
+    assert "0.1000 [0.0980, 0.1020]†" in prefix.with_suffix(".md").read_text()
+
+
+def test_superseded_by(tmp_path: Path) -> None:
+    new = make_run(tmp_path, "new", "M", "x", {"q": 0.6, "p": 0.2})
+    same = make_run(tmp_path, "same", "M", "x", {"q": 0.5})
+    wider = make_run(tmp_path, "wider", "M", "x", {"q": 0.5, "r": 0.1})  # keeps a column: stays listed
+    other_suite = make_run(tmp_path, "other", "M", "x", {"q": 0.5}, suite=MY)
+    other_method = make_run(tmp_path, "method", "M", "y", {"q": 0.5})
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    listed = [same, wider, other_suite, other_method, broken, new]
+    assert superseded_by(new, listed) == [same]

@@ -280,3 +280,32 @@ def test_plugins_with_the_old_load_signature_still_run(videos, tmp_path, registe
     directory, _ = videos
     result = run_scoring(ScoreOptions(videos=directory, out=tmp_path / "run", evaluators=["old_style_test"], device="cpu"))
     assert result.exit_code == 0 and OldStyle.loaded == ["cpu"]
+
+
+def test_run_json_records_the_prompt_suite(tmp_path) -> None:
+    import hashlib
+
+    directory = tmp_path / "videos"
+    directory.mkdir()
+    for name in ("a-0", "a-1", "b-0"):
+        write_video(directory / f"{name}.mp4", np.zeros((2, 16, 16, 3), np.uint8), fps=8)
+    manifest = [("a-0.mp4", "id-a", "a cat"), ("a-1.mp4", "id-a", "a cat"), ("b-0.mp4", "id-b", "a dog")]
+    (directory / "manifest.jsonl").write_text(
+        "".join(json.dumps({"video": v, "prompt_id": i, "prompt": p}) + "\n" for v, i, p in reversed(manifest))
+    )
+    # the distinct (id, prompt) pairs as JSON lines, sorted: independent of video order and count per prompt
+    expected = hashlib.sha256(b'["id-a", "a cat"]\n["id-b", "a dog"]\n').hexdigest()
+    run_scoring(options(directory, tmp_path / "run", "temporal_flicker", prompts=None))
+    suite = json.loads((tmp_path / "run" / "run.json").read_text())["suite"]
+    assert suite == {"name": "videos", "digest": expected, "prompts": 2}
+    run_scoring(options(directory, tmp_path / "named", "temporal_flicker", prompts=None, suite="demo"))
+    assert json.loads((tmp_path / "named" / "run.json").read_text())["suite"]["name"] == "demo"
+
+    # a prompt file: named after the file; a prompt without an id has the id a prompt file gives it
+    (directory / "manifest.jsonl").unlink()
+    (directory / "p.txt").write_text("a cat\na cat\na dog\n", encoding="utf-8")
+    run_scoring(options(directory, tmp_path / "file", "temporal_flicker", prompts=directory / "p.txt"))
+    ids = {p: "p-" + hashlib.sha256(p.encode()).hexdigest()[:10] for p in ("a cat", "a dog")}
+    lines = sorted(json.dumps([ids[p], p]) + "\n" for p in ids)
+    suite = json.loads((tmp_path / "file" / "run.json").read_text())["suite"]
+    assert suite == {"name": "p.txt", "digest": hashlib.sha256("".join(lines).encode()).hexdigest(), "prompts": 2}

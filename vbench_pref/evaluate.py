@@ -25,7 +25,7 @@ from vbench_pref.distributed import Processes, processes
 from vbench_pref.errors import VbenchPrefError
 from vbench_pref.generate.families import GenerationSettings
 from vbench_pref.generate.models import LoadedModel, load_model
-from vbench_pref.generate.prompts import PromptSuite, load_suite
+from vbench_pref.generate.prompts import PromptSuite, bundled_dir, load_suite
 from vbench_pref.generate.runner import GenerationResult, generate
 from vbench_pref.scoring import DTYPES, ScoreOptions, ScoreResult, resolve_device, run_scoring
 
@@ -101,6 +101,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
 
 
+def suite_name(suite: PromptSuite) -> str:
+    """A bundled suite by its name (``demo``), any other by its file's name (``my.txt``)."""
+    return suite.name if suite.source.resolve().parent == bundled_dir().resolve() else suite.source.name
+
+
 def default_out(opts: GenerationOptions, suite: PromptSuite) -> Path:
     return Path("runs") / f"{slug(opts.model.removeprefix('builtin:'))}-{suite.name}"
 
@@ -135,17 +140,27 @@ def release(model: LoadedModel) -> None:
 
 
 def add_to_leaderboard(prefix: Path, run_dir: Path, reported: list[str]) -> Path:
-    """Add ``run_dir`` to the runs listed beside the leaderboard (``PREFIX.runs.txt``) and rebuild it."""
+    """Add ``run_dir`` to the runs listed beside the leaderboard (``PREFIX.runs.txt``) and rebuild it.
+
+    A listed run of the same suite, model and method whose columns ``run_dir`` all measures again is
+    replaced (one line says so); listed runs that cannot be read are left out with a warning.
+    """
+    from vbench_pref.cli._app import console
     from vbench_pref.cli.leaderboard_cmd import write_leaderboard
+    from vbench_pref.leaderboard import superseded_by
 
     listing = prefix.with_name(prefix.name + RUNS_LIST_SUFFIX)
     runs = [line for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()] if listing.is_file() else []
     entry = str(run_dir.resolve())
-    if entry not in runs:
-        runs.append(entry)
-        atomic_write_text(listing, "".join(r + "\n" for r in runs))
-    present = [Path(r) for r in runs if (Path(r) / "run.json").is_file()]
-    return write_leaderboard(present, reported, prefix)
+    others = [r for r in runs if r != entry and (Path(r) / "run.json").is_file()]
+    replaced = {str(p) for p in superseded_by(run_dir, others)}
+    for old in replaced:
+        console.print(f"leaderboard: {entry} replaces {old} (same suite, model and method)", highlight=False)
+    updated = [r for r in runs if r not in replaced] + ([] if entry in runs else [entry])
+    if updated != runs:
+        atomic_write_text(listing, "".join(r + "\n" for r in updated))
+    present = [Path(r) for r in updated if (Path(r) / "run.json").is_file()]
+    return write_leaderboard(present, reported, prefix, skip_unreadable=True)
 
 
 def run_eval(
@@ -167,7 +182,7 @@ def run_eval(
         videos=out / "videos", out=out / "run", prompts=None, evaluators=list(opts.evaluators),
         evaluator_options=opts.evaluator_options, device=opts.generation.device, dtype=opts.score_dtype,
         batch_size=opts.score_batch_size, backend=opts.backend, workers=opts.workers, chunk_videos=opts.chunk_videos,
-        model=label, method=method, seed=opts.generation.seed, command=opts.command,
+        model=label, method=method, seed=opts.generation.seed, command=opts.command, suite=suite_name(suite),
     )
     scoring = (score or (lambda o, p: run_scoring(o, procs=p)))(score_opts, procs)
     board = None

@@ -39,6 +39,7 @@ class VideoTask:
     path: Path
     prompt: str | None
     image: str | None = None
+    prompt_id: str | None = None  # the suite's id of the prompt, when a manifest gives one
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def match_manifest(path: Path, videos_dir: Path | None) -> Matching:
         if image is not None and not Path(image).is_absolute():
             image = str(path.parent / image)
         prompt = _pick(record, ("prompt", "caption", "text"))
-        tasks.append(VideoTask(video_id, file, None if prompt is None else _nfc(prompt), image))
+        prompt_id = _pick(record, ("prompt_id",))
+        tasks.append(VideoTask(video_id, file, None if prompt is None else _nfc(prompt), image, prompt_id))
     duplicates = sorted(v for v, count in seen.items() if count > 1)
     if duplicates:
         raise VbenchPrefError(

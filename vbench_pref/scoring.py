@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import platform
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import vbench_pref
 from vbench_pref import registry
 from vbench_pref.errors import EXIT_OK, EXIT_PARTIAL, VbenchPrefError, VideoDecodeError
 from vbench_pref.evaluator import Evaluator, ScoreSpec, SharedModels, VideoSample
+from vbench_pref.generate.prompts import prompt_id
 from vbench_pref.matching import Matching, VideoTask, match_videos
 from vbench_pref.distributed import Processes
 from vbench_pref.results import RECORDS, Record, RunDir, latest_records, now_iso, shard_journal
@@ -63,6 +65,7 @@ class ScoreOptions:
     recursive: bool = False
     seed: int = 0
     command: list[str] | None = None
+    suite: str | None = None  # the prompt suite's name (``eval`` gives it); default: see suite_identity
 
 
 @dataclass
@@ -416,6 +419,35 @@ def _one_line(error: BaseException) -> str:
     return message if isinstance(error, VbenchPrefError) else f"{type(error).__name__}: {message}"
 
 
+def suite_digest(tasks: Sequence[VideoTask]) -> tuple[str, int]:
+    """sha256 of the distinct (prompt id, prompt) pairs scored, and how many there are.
+
+    The id is the manifest's ``prompt_id``, else the id a prompt file gives a prompt without one
+    (``p-`` + 10 hex digits of its sha256); a video without a prompt counts as (its video id, null).
+    Each pair is written as the UTF-8 JSON ``[id, prompt]`` plus a newline, pairs sorted by that text,
+    so the digest does not depend on video order, file names or the number of videos per prompt.
+    """
+    lines = sorted({
+        json.dumps(
+            [t.prompt_id or (t.video if t.prompt is None else prompt_id(t.prompt)), t.prompt], ensure_ascii=False
+        ) + "\n"
+        for t in tasks
+    })
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest(), len(lines)
+
+
+def suite_identity(opts: ScoreOptions, matching: Matching) -> dict[str, Any]:
+    """What the leaderboard groups runs by: the suite's name and the digest of the prompts scored.
+
+    The name is the one ``eval`` gives (a bundled suite's name, or the prompt file's name), else the
+    ``--prompts`` file's name (prompt file or manifest), else the videos folder's name.
+    """
+    digest, n_prompts = suite_digest(matching.tasks)
+    own_manifest = opts.prompts is None
+    name = opts.suite or (opts.prompts.name if not own_manifest else opts.videos.resolve().name)
+    return {"name": name, "digest": digest, "prompts": n_prompts}
+
+
 def _provenance(
     opts: ScoreOptions,
     evaluators: Sequence[Evaluator],
@@ -446,6 +478,7 @@ def _provenance(
             "n_videos": len(matching.tasks),
             "decode_backend": opts.backend,
         },
+        "suite": suite_identity(opts, matching),
         "evaluators": [e.provenance() for e in evaluators],
         "random_weights": list(random_weight_columns(evaluators)),
         "device": str(device),

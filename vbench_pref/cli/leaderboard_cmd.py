@@ -39,8 +39,11 @@ def registry_directions() -> dict[str, bool]:
     }
 
 
-def write_leaderboard(run_dirs: list[Path], reported: list[str], prefix: Path) -> Path:
-    board = build_and_write(run_dirs, [resolve_reported(r) for r in reported], prefix, directions=registry_directions())
+def write_leaderboard(run_dirs: list[Path], reported: list[str], prefix: Path, skip_unreadable: bool = False) -> Path:
+    board = build_and_write(
+        run_dirs, [resolve_reported(r) for r in reported], prefix, directions=registry_directions(),
+        skip_unreadable=skip_unreadable,
+    )
     for warning in board.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     return output_paths(prefix)[1]
@@ -55,7 +58,10 @@ def leaderboard_command(
     ),
     prefix: Path = typer.Option(..., "--out", help="Output prefix: writes PREFIX.csv and PREFIX.md."),
 ) -> None:
-    """Write PREFIX.csv and PREFIX.md: one row per model/method, best value per column marked."""
+    """Write PREFIX.csv and PREFIX.md: one section per prompt suite, one row per model/method, best marked.
+
+    Two runs giving the same column for the same suite, model and method: the newer one is shown, with a warning.
+    """
     if not runs and not reported:
         raise VbenchPrefError("give at least one run folder or --reported file")
     markdown = write_leaderboard(list(runs or []), list(reported), prefix)
