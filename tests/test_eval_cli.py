@@ -89,3 +89,28 @@ def test_two_processes_make_the_same_videos_and_scores(run_cli, tmp_path: Path) 
     assert (a["temporal_flicker"] - b["temporal_flicker"]).abs().max() < 1e-3
     assert json.loads((two / "run" / "run.json").read_text())["processes"] == 2
     assert sorted(p.name for p in (two / "run").glob("records*.jsonl")) == ["records.rank0.jsonl", "records.rank1.jsonl"]
+
+
+def test_two_suites_share_one_leaderboard_and_a_rerun_replaces_its_run(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "my.txt").write_text("a red ball rolls\na blue cube spins\n")
+    args = ("eval", "--model", "builtin:tiny-wan", "-e", "temporal_flicker")
+    for suite in ("demo", "my.txt"):
+        result = run_cli(tmp_path, *args, "--prompts", suite)
+        assert result.returncode == 0, result.stderr
+    board = pd.read_csv(tmp_path / "runs" / "leaderboard.csv")
+    assert list(zip(board["suite"], board["n_videos"])) == [("demo", 5), ("my.txt", 2)]
+    assert board["model_random_weights"].tolist() == [True, True]
+    suite = json.loads((tmp_path / "runs" / "tiny-wan-my" / "run" / "run.json").read_text())["suite"]
+    assert (suite["name"], suite["prompts"], len(suite["digest"])) == ("my.txt", 2, 64)
+    markdown = (tmp_path / "runs" / "leaderboard.md").read_text()
+    assert "## Suite: demo" in markdown and "## Suite: my.txt" in markdown
+
+    again = run_cli(tmp_path, *args, "--prompts", "my.txt", "--out", "runs/again")
+    assert again.returncode == 0, again.stderr
+    replaced = [line for line in again.stderr.splitlines() if "replaces" in line]
+    assert len(replaced) == 1 and str(tmp_path / "runs" / "tiny-wan-my" / "run") in replaced[0]
+    listed = (tmp_path / "runs" / "leaderboard.runs.txt").read_text().splitlines()
+    assert [Path(p).parent.name for p in listed] == ["tiny-wan-demo", "again"]
+    board = pd.read_csv(tmp_path / "runs" / "leaderboard.csv")
+    assert board["suite"].tolist() == ["demo", "my.txt"] and board["source"].str.startswith("run:run-").all()
+    assert json.loads((tmp_path / "runs" / "again" / "run" / "run.json").read_text())["run_id"] in board["source"][1]

@@ -593,7 +593,7 @@ def test_reported_rows_are_not_tested_and_show_ties(tmp_path: Path) -> None:
     assert tied_of(board, "M", "a") == tied_of(board, "M", "b") == {"q"}  # equal at 4 decimals
     assert best_of(board, "M", "a") == set() and tied_of(board, "M", "c") == set()
     assert board.sections[1].title == "As reported: rep.csv"
-    assert board.sections[1].detail.startswith("suite: VBench (946 prompts); no per-video data, so no test")
+    assert board.sections[1].detail.startswith("Suite: VBench (946 prompts); no per-video data, so no test")
     assert row(board, "M", "a")["suite"] == "VBench (946 prompts)"
     md = render_markdown(board)
     assert "≈0.9483 |" in md and "reported rows are not tested" in md
@@ -632,3 +632,25 @@ def test_superseded_by(tmp_path: Path) -> None:
     broken.mkdir()
     listed = [same, wider, other_suite, other_method, broken, new]
     assert superseded_by(new, listed) == [same]
+
+
+def test_eval_replaces_the_listed_run_and_never_fails_on_a_broken_one(tmp_path: Path, capsys) -> None:
+    from vbench_pref.evaluate import add_to_leaderboard
+
+    old = make_run(tmp_path, "old", "M", "x", {"q": 0.5}, updated="2026-01-01T00:00:00+00:00")
+    other = make_run(tmp_path, "other", "M", "x", {"q": 0.4}, suite=MY)
+    broken = make_run(tmp_path, "broken", "M", "y", {"q": 0.3})
+    (broken / "summary.json").write_text("{cut")
+    new = make_run(tmp_path, "new", "M", "x", {"q": 0.6}, updated="2026-02-01T00:00:00+00:00")
+    prefix = tmp_path / "board"
+    listing = tmp_path / "board.runs.txt"
+    listing.write_text("".join(f"{p.resolve()}\n" for p in (old, other, broken)))
+    markdown = add_to_leaderboard(prefix, new, [])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("leaderboard:")]
+    assert lines == [f"leaderboard: {new.resolve()} replaces {old.resolve()} (same suite, model and method)"]
+    assert listing.read_text().splitlines() == [str(p.resolve()) for p in (other, broken, new)]
+    board = pd.read_csv(prefix.with_suffix(".csv"))
+    assert list(zip(board["suite"], board["q"])) == [("my.txt", 0.4), ("demo", 0.6)]
+    assert "left out:" in markdown.read_text() and "broken" in markdown.read_text()
+    add_to_leaderboard(prefix, new, [])  # again: nothing to replace, nothing listed twice
+    assert listing.read_text().splitlines() == [str(p.resolve()) for p in (other, broken, new)]

@@ -635,8 +635,8 @@ def _section_heading(row: Row) -> tuple[str, str]:
     """(title, detail) of the section ``row`` opens."""
     if row.origin != "runs":
         name = Path(row.origin).name
-        said = f"suite: {row.suite}; " if row.suite != _AS_REPORTED else ""
-        return (f"As reported: {name}", f"{said}no per-video data, so no test: the top value at {_DECIMALS} decimals is best")
+        said = f"Suite: {row.suite}; no" if row.suite != _AS_REPORTED else "No"
+        return (f"As reported: {name}", f"{said} per-video data, so no test: the top value at {_DECIMALS} decimals is best")
     if row.suite_digest is None:
         return (f"Suite: {row.suite}", "prompts unknown: run.json does not record its suite")
     count = f"{row.suite_prompts} prompts, " if row.suite_prompts is not None else ""
@@ -696,8 +696,8 @@ def build_leaderboard(
     if not measured and not reported_rows:
         raise VbenchPrefError("nothing to put on the leaderboard: " + "; ".join(warnings))
 
-    all_rows = measured + reported_rows
-    columns: list[str] = list(dict.fromkeys(c for row in all_rows for c in row.scores))
+    # columns in the order the inputs give them, a reported file's first (a paper's table order)
+    columns: list[str] = list(dict.fromkeys(c for row in reported_rows + measured for c in row.scores))
     resolved, direction_warnings = _resolve_directions(columns, measured, directions, reported_dirs)
     warnings += direction_warnings
     for row in measured:
