@@ -420,7 +420,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def suite_digest(tasks: Sequence[VideoTask]) -> tuple[str, int]:
-    """sha256 of the distinct (prompt id, prompt) pairs scored, and how many there are.
+    """sha256 of the distinct (prompt id, prompt) pairs of a run's videos, and how many there are.
 
     The id is the manifest's ``prompt_id``, else the id a prompt file gives a prompt without one
     (``p-`` + 10 hex digits of its sha256); a video without a prompt counts as (its video id, null).
@@ -443,8 +443,7 @@ def suite_identity(opts: ScoreOptions, matching: Matching) -> dict[str, Any]:
     ``--prompts`` file's name (prompt file or manifest), else the videos folder's name.
     """
     digest, n_prompts = suite_digest(matching.tasks)
-    own_manifest = opts.prompts is None
-    name = opts.suite or (opts.prompts.name if not own_manifest else opts.videos.resolve().name)
+    name = opts.suite or (opts.prompts.name if opts.prompts is not None else opts.videos.resolve().name)
     return {"name": name, "digest": digest, "prompts": n_prompts}
 
 
