@@ -632,6 +632,7 @@ def test_superseded_by(tmp_path: Path) -> None:
     broken.mkdir()
     listed = [same, wider, other_suite, other_method, broken, new]
     assert superseded_by(new, listed) == [same]
+    assert superseded_by(broken, listed) == []
 
 
 def test_eval_replaces_the_listed_run_and_never_fails_on_a_broken_one(tmp_path: Path, capsys) -> None:

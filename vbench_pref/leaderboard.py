@@ -516,9 +516,12 @@ def superseded_by(new_run: str | os.PathLike[str], listed: Sequence[str | os.Pat
     """The runs of ``listed`` (other folders) that ``new_run`` replaces on a leaderboard: those of the
     same suite (name and digest), model and method whose every column ``new_run`` measures too.
 
-    Runs that cannot be read are never replaced (building the leaderboard reports them).
+    Runs that cannot be read are never replaced, nor replace anything (building the leaderboard reports them).
     """
-    (new,) = load_run(new_run)
+    try:
+        (new,) = load_run(new_run)
+    except VbenchPrefError:
+        return []
     replaced: list[Path] = []
     for path in listed:
         try:
