@@ -75,7 +75,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from vbench_pref.atomic import atomic_write_text
