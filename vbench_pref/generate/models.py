@@ -76,6 +76,13 @@ class LoadedModel:
         return f"{base} (random weights)" if self.random_weights else str(base)
 
 
+def model_identity(spec: str) -> str:
+    """A ``--model`` whatever its spelling: built-ins and hub ids as given, local paths absolute and resolved."""
+    if spec.startswith(BUILTIN_PREFIX) or not Path(spec).expanduser().exists():
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
 def builtin_dir(name: str) -> Path:
     return cache_dir() / "models" / name
 
