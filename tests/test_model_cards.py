@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -157,5 +158,17 @@ def test_every_torch_load_refuses_pickles_in_one_line(tmp_path: Path, reader: st
     read = flow._load_state_dict_file if reader == "flow" else openclip.read_state_dict
     with pytest.raises(VbenchPrefError, match="holds pickled objects besides tensors") as e:
         read(tmp_path / "weights.pth")
+    one_line(e)
+    assert not marker.exists()
+
+
+def test_a_pickled_bin_inside_a_pipeline_folder_is_one_line_and_never_runs(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipeline"
+    shutil.copytree(ensure_builtin("tiny-wan"), pipeline)
+    (pipeline / "text_encoder" / "model.safetensors").unlink()
+    marker = tmp_path / "marker"
+    torch.save({"x": Payload(marker)}, pipeline / "text_encoder" / "pytorch_model.bin")
+    with pytest.raises(VbenchPrefError, match="could not be loaded") as e:
+        load_model(str(pipeline))
     one_line(e)
     assert not marker.exists()

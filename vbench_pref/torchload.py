@@ -22,12 +22,17 @@ def load_weights_only(path: Path, what: str = "weights file") -> Any:
         with warnings.catch_warnings():  # e.g. the weights-only unpickler's note on pickle protocols
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise VbenchPrefError(
-            f"{path} ({what}) holds pickled objects besides tensors, which are not loaded since they can run code; "
-            "use a safetensors or weights-only copy"
-        ) from None
+    except pickle.UnpicklingError as exc:
+        raise VbenchPrefError(f"{path} ({what}) {describe_load_error(exc)}; use a safetensors or weights-only copy") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line report
-        lines = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {lines[0]}" if lines and "weights_only" not in lines[0] else type(exc).__name__
-        raise VbenchPrefError(f"{path}: not a readable {what} ({reason})") from None
+        raise VbenchPrefError(f"{path}: not a readable {what} ({type(exc).__name__}: {describe_load_error(exc)})") from None
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """One line for an error raised while loading weights (here or inside diffusers, transformers, peft)."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return "holds pickled objects besides tensors, which are not loaded since they can run code"
+    lines = str(exc).strip().splitlines()
+    if not lines or "weights_only" in lines[0]:
+        return type(exc).__name__
+    return lines[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -313,7 +314,7 @@ def _apply_adapter(loaded: LoadedModel, adapter: Path) -> None:
     with _safetensors_adapter(adapter) as readable:
         try:
             merged = PeftModel.from_pretrained(denoiser, str(readable)).merge_and_unload()
-        except (ValueError, KeyError, RuntimeError) as exc:
+        except (ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
             raise VbenchPrefError(f"adapter {adapter} does not fit the {name} of its base model: {_first_line(exc)}") from None
     setattr(loaded.pipeline, name, merged)
 
@@ -347,7 +348,7 @@ def _replace_denoiser(loaded: LoadedModel, folder: Path, dtype: torch.dtype) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             replacement = type(current).from_pretrained(str(folder), torch_dtype=dtype)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
         raise VbenchPrefError(f"denoiser weights {folder} could not be loaded: {_first_line(exc)}") from None
     setattr(loaded.pipeline, name, replacement)
 
@@ -366,7 +367,7 @@ def _from_pretrained(folder: str, model_id: str, dtype: torch.dtype) -> Any:
         with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older know only torch_dtype
             warnings.simplefilter("ignore", FutureWarning)
             return DiffusionPipeline.from_pretrained(folder, torch_dtype=torch_dtype)
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, pickle.UnpicklingError) as exc:
         raise VbenchPrefError(f"--model {model_id}: the pipeline in {folder} could not be loaded: {_first_line(exc)}") from None
 
 
@@ -397,5 +398,6 @@ def write_model_card(folder: Path, card: dict[str, Any]) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    from vbench_pref.torchload import describe_load_error
+
+    return describe_load_error(exc)
