@@ -136,15 +136,23 @@ def test_a_weights_only_adapter_bin_loads_like_its_safetensors(tmp_path: Path, a
     assert sorted(p.name for p in folder.iterdir()) == ["adapter_config.json", "adapter_model.bin"]
 
 
-def test_a_pickled_denoiser_bin_is_one_line_and_never_runs(tmp_path: Path) -> None:
-    checkpoint = write_card(tmp_path / "checkpoint", denoiser="denoiser")
-    (checkpoint / "denoiser").mkdir()
+@pytest.mark.parametrize("where", ["checkpoint denoiser", "pipeline text encoder"])
+def test_a_pickled_bin_diffusers_or_transformers_read_is_one_line_and_never_runs(tmp_path: Path, where: str) -> None:
     builtin = ensure_builtin("tiny-wan")
-    (checkpoint / "denoiser" / "config.json").write_text((builtin / "transformer" / "config.json").read_text())
+    if where == "checkpoint denoiser":
+        model = write_card(tmp_path / "checkpoint", denoiser="denoiser")
+        (model / "denoiser").mkdir()
+        shutil.copy(builtin / "transformer" / "config.json", model / "denoiser")
+        weights = model / "denoiser" / "diffusion_pytorch_model.bin"
+    else:
+        model = tmp_path / "pipeline"
+        shutil.copytree(builtin, model)
+        (model / "text_encoder" / "model.safetensors").unlink()
+        weights = model / "text_encoder" / "pytorch_model.bin"
     marker = tmp_path / "marker"
-    torch.save({"x": Payload(marker)}, checkpoint / "denoiser" / "diffusion_pytorch_model.bin")
+    torch.save({"x": Payload(marker)}, weights)
     with pytest.raises(VbenchPrefError, match="could not be loaded") as e:
-        load_model(str(checkpoint))
+        load_model(str(model))
     one_line(e)
     assert not marker.exists()
 
@@ -161,14 +169,3 @@ def test_every_torch_load_refuses_pickles_in_one_line(tmp_path: Path, reader: st
     one_line(e)
     assert not marker.exists()
 
-
-def test_a_pickled_bin_inside_a_pipeline_folder_is_one_line_and_never_runs(tmp_path: Path) -> None:
-    pipeline = tmp_path / "pipeline"
-    shutil.copytree(ensure_builtin("tiny-wan"), pipeline)
-    (pipeline / "text_encoder" / "model.safetensors").unlink()
-    marker = tmp_path / "marker"
-    torch.save({"x": Payload(marker)}, pipeline / "text_encoder" / "pytorch_model.bin")
-    with pytest.raises(VbenchPrefError, match="could not be loaded") as e:
-        load_model(str(pipeline))
-    one_line(e)
-    assert not marker.exists()
