@@ -117,3 +117,18 @@ def test_train_resumes_relative_absolute_and_moved(tmp_path: Path, monkeypatch) 
     (data / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
     with pytest.raises(VbenchPrefError, match="pairs: other content than before"):
         run_training(replace(config, out="moved", max_steps=4), resume=True)
+
+
+def test_image_to_video_inputs_compare_images_by_content(videos, tmp_path: Path, monkeypatch) -> None:
+    directory, _ = videos
+    (directory / "img").mkdir()
+    (directory / "img" / "a.png").write_bytes(b"\x89PNG first image")
+    rows = [{"video": f"video_{i}.mp4", "prompt": f"prompt {i}", "image": "img/a.png"} for i in range(5)]
+    (directory / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.chdir(tmp_path)
+    options = dict(prompts=None, evaluators=["temporal_flicker"], device="cpu")
+    assert not run_scoring(ScoreOptions(videos=Path("videos"), out=Path("run"), **options)).resumed
+    assert run_scoring(ScoreOptions(videos=directory, out=tmp_path / "run", **options)).resumed
+    (directory / "img" / "a.png").write_bytes(b"\x89PNG another image")
+    with pytest.raises(RunConfigMismatch, match="inputs.digest"):
+        run_scoring(ScoreOptions(videos=directory, out=tmp_path / "run", **options))

@@ -52,10 +52,12 @@ class Matching:
     left_out: list[str] = field(default_factory=list)  # videos of the folder a manifest does not list
 
     def fingerprint(self) -> str:
-        """A digest of the (video, prompt, image) triples: changes when any input changes."""
+        """A digest of the (video, prompt, image) triples: changes when any input changes. An image counts by
+        its content, not by its path, which changes with the spelling of --prompts or a moved folder."""
         digest = hashlib.sha256()
         for task in self.tasks:
-            digest.update(json.dumps([task.video, task.prompt, task.image], ensure_ascii=False).encode())
+            image = None if task.image is None else _file_sample(Path(task.image))
+            digest.update(json.dumps([task.video, task.prompt, image], ensure_ascii=False).encode())
         return digest.hexdigest()
 
     def content_digest(self) -> str:

@@ -489,7 +489,7 @@ def run_scoring(
     matching = match_videos(opts.videos, opts.prompts, opts.recursive, opts.allow_outside_paths)
     if matching.left_out and on_note is not None and procs.is_main:
         on_note(f"{matching.source} leaves out {len(matching.left_out)} video(s) of {opts.videos}, not scored: "
-                f"{', '.join(matching.left_out[:5])}{' ...' if len(matching.left_out) > 5 else ''} (run.json lists them)")
+                f"{', '.join(matching.left_out[:5])}{' ...' if len(matching.left_out) > 5 else ''} (see inputs.left_out in run.json)")
     with_prompts = all(t.prompt is not None for t in matching.tasks)
     evaluators, skipped = build_evaluators(opts.evaluators, opts.evaluator_options, with_prompts)
     config = _run_config(opts, evaluators, matching, device)
