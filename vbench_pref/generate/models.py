@@ -1,10 +1,12 @@
-"""``--model``: built-in tiny models, diffusers pipeline folders and hub ids, peft adapters, trainer checkpoints.
+"""``--model``: built-in tiny models, diffusers pipeline folders and hub ids, peft adapters, denoiser folders
+(with ``--base-model``), trainer checkpoints.
 
 Whatever the source, the pipeline is loaded from a folder in diffusers' on-disk format: a built-in tiny
 model is built from config once, saved with ``save_pretrained`` into the cache and loaded back through the
 same ``DiffusionPipeline.from_pretrained`` a real checkpoint takes. A folder may carry ``vbench_pref.json``
 (written for built-ins and by ``train-pgdpo``): generation defaults, whether its weights are random, and
-for a trainer checkpoint the base model plus the adapter or denoiser weights to put on it.
+for a trainer checkpoint the base model plus the adapter or denoiser weights to put on it, which must lie
+inside the card's folder (weights elsewhere are loaded only when named as ``--model`` themselves).
 """
 
 from __future__ import annotations
