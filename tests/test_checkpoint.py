@@ -196,3 +196,15 @@ def test_tampered_resume_through_the_cli_is_one_line_exit_2(run_cli, tmp_path: P
     assert "Traceback" not in result.stderr and result.stderr.count("error") == 1
     assert not marker.exists()
 
+
+
+def test_optimizer_state_of_other_shapes_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    optimizer, schedule = _optimizer_and_schedule()
+    save_training_state(tmp_path, optimizer, schedule, None, rank=0, main=True)
+    tensors = load_file(str(tmp_path / "optimizer.safetensors"))
+    save_file({k: v.reshape(-1) if v.ndim == 2 else v for k, v in tensors.items()}, str(tmp_path / "optimizer.safetensors"))
+    fresh, fresh_schedule = _optimizer_and_schedule()
+    with pytest.raises(CheckpointError, match=r"does not fit this run \(exp_avg of shape \(6,\)"):
+        load_training_state(tmp_path, fresh, fresh_schedule, None, rank=0)

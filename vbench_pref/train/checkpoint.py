@@ -156,6 +156,7 @@ def save_training_state(folder: Path, optimizer: Any, scheduler: Any, scaler: An
 def load_training_state(folder: Path, optimizer: Any, scheduler: Any, scaler: Any, rank: int) -> None:
     """Restore what ``save_training_state`` wrote; one line when a file is missing, unsafe or does not fit."""
     _restore(folder, OPTIMIZER, optimizer.load_state_dict)
+    _check_optimizer_shapes(folder, optimizer)
     _restore(folder, SCHEDULER, scheduler.load_state_dict)
     if scaler is not None:
         _restore(folder, SCALER, scaler.load_state_dict)
@@ -170,6 +171,18 @@ def _restore(folder: Path, name: str, load: Any) -> None:
         load(state)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
         raise CheckpointError(f"{folder / (name + '.json')} does not fit this run ({error_line(exc)})") from None
+
+
+def _check_optimizer_shapes(folder: Path, optimizer: Any) -> None:
+    """torch matches parameter groups by size only: a moment of another shape would fail at the first step."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            for name, value in optimizer.state.get(parameter, {}).items():
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape != parameter.shape:
+                    raise CheckpointError(
+                        f"{folder / (OPTIMIZER + '.safetensors')} does not fit this run ({name} of shape "
+                        f"{tuple(value.shape)} for a parameter of shape {tuple(parameter.shape)})"
+                    )
 
 
 def _rng_states() -> dict[str, Any]:
