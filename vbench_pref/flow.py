@@ -138,10 +138,9 @@ def _download_official(entry: Any) -> None:
 
 
 def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line report
-        raise VbenchPrefError(f"{path}: cannot read as a torch state dict ({type(exc).__name__}: {exc})") from None
+    from vbench_pref.torchload import load_weights_only
+
+    state = load_weights_only(path, "torch state dict")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -7,16 +7,18 @@ Three ways, tried in this order:
 2. VBench naming: every video is called ``{prompt}-{i}.mp4`` for a prompt of the prompt file;
 3. a plain prompt file in sorted (natural) video order, when the counts are equal.
 
-Anything else is an error that lists what is unmatched.
+Anything else is an error that lists what is unmatched. A manifest's videos must lie inside the videos
+folder unless outside paths are allowed; videos of the folder that a manifest leaves out are reported.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +31,7 @@ _VIDEO_KEYS = ("video", "path", "video_path", "file")
 _IMAGE_KEYS = ("image", "image_path")
 _VBENCH_NAME = re.compile(r"^(?P<prompt>.+)-(?P<index>\d+)$", re.DOTALL)
 _LISTED = 10  # how many unmatched names an error message shows
+_SAMPLED = 4096  # bytes read from each end of a video for its content digest
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,41 @@ class Matching:
     tasks: list[VideoTask]
     mode: str  # "manifest", "vbench", "sorted" or "none"
     source: str | None
+    left_out: list[str] = field(default_factory=list)  # videos of the folder a manifest does not list
 
     def fingerprint(self) -> str:
-        """A digest of the (video, prompt, image) triples: changes when any input changes."""
+        """A digest of the (video, prompt, image) triples: changes when any input changes. An image counts by
+        its content, not by its path, which changes with the spelling of --prompts or a moved folder."""
         digest = hashlib.sha256()
         for task in self.tasks:
-            digest.update(json.dumps([task.video, task.prompt, task.image], ensure_ascii=False).encode())
+            image = None if task.image is None else _file_sample(Path(task.image))
+            digest.update(json.dumps([task.video, task.prompt, image], ensure_ascii=False).encode())
         return digest.hexdigest()
+
+    def content_digest(self) -> str:
+        """A digest of what the video files hold, whatever folder they are in: each one's size and its first
+        and last few KiB (a stat and two small reads per video, where hashing whole videos would not be cheap)."""
+        digest = hashlib.sha256()
+        for task in self.tasks:
+            digest.update(json.dumps([task.video, _file_sample(task.path)]).encode())
+        return digest.hexdigest()
+
+
+def _file_sample(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(_SAMPLED)
+            handle.seek(max(size - _SAMPLED, 0))
+            tail = handle.read(_SAMPLED)
+    except OSError:
+        return "unreadable"
+    return f"{size}:{hashlib.sha256(head + tail).hexdigest()}"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder`` once ``..`` is resolved (symlinked videos in the folder count as in it)."""
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
 
 
 def _nfc(text: str) -> str:
@@ -66,16 +97,20 @@ def natural_key(text: str) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
 
 
-def list_videos(directory: Path, recursive: bool = False) -> list[Path]:
-    """Video files of ``directory`` in natural order; hidden and temporary files are skipped."""
-    if not directory.is_dir():
-        raise VbenchPrefError(f"videos folder {directory} does not exist or is not a folder")
+def _video_files(directory: Path, recursive: bool) -> list[Path]:
     pattern = "**/*" if recursive else "*"
-    videos = [
+    return [
         path
         for path in directory.glob(pattern)
         if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
     ]
+
+
+def list_videos(directory: Path, recursive: bool = False) -> list[Path]:
+    """Video files of ``directory`` in natural order; hidden and temporary files are skipped."""
+    if not directory.is_dir():
+        raise VbenchPrefError(f"videos folder {directory} does not exist or is not a folder")
+    videos = _video_files(directory, recursive)
     if not videos:
         raise VbenchPrefError(
             f"no videos in {directory} (looked for {', '.join(VIDEO_EXTENSIONS)}"
@@ -131,12 +166,16 @@ def read_manifest(path: Path) -> list[dict[str, object]]:
     return records
 
 
-def match_manifest(path: Path, videos_dir: Path | None) -> Matching:
+def match_manifest(path: Path, videos_dir: Path | None, recursive: bool = False,
+                   allow_outside: bool = False) -> Matching:
+    """The manifest's (video, prompt, image) triples. Its videos must lie in ``videos_dir`` unless
+    ``allow_outside``; the folder's videos it does not list are recorded as ``left_out``."""
     records = read_manifest(path)
     if not records:
         raise VbenchPrefError(f"manifest {path} has no entries")
     tasks: list[VideoTask] = []
     seen: dict[str, int] = {}
+    outside: list[str] = []
     for number, record in enumerate(records, start=1):
         video = _pick(record, _VIDEO_KEYS)
         if video is None:
@@ -146,7 +185,10 @@ def match_manifest(path: Path, videos_dir: Path | None) -> Matching:
             # Relative paths are relative to the videos folder, else to the manifest's own folder.
             base = videos_dir if videos_dir is not None and (videos_dir / file).exists() else path.parent
             file = base / file
-        video_id = video if videos_dir is None or not file.is_relative_to(videos_dir) else file.relative_to(videos_dir).as_posix()
+        within = videos_dir is not None and _inside(file, videos_dir)
+        if videos_dir is not None and not within:
+            outside.append(video)
+        video_id = Path(os.path.abspath(file)).relative_to(os.path.abspath(videos_dir)).as_posix() if within else video
         seen[video_id] = seen.get(video_id, 0) + 1
         image = _pick(record, _IMAGE_KEYS)
         if image is not None and not Path(image).is_absolute():
@@ -159,7 +201,17 @@ def match_manifest(path: Path, videos_dir: Path | None) -> Matching:
         raise VbenchPrefError(
             f"manifest {path} lists {len(duplicates)} video(s) more than once: {_listing(duplicates)}"
         )
-    return Matching(tasks, "manifest", str(path))
+    if outside and not allow_outside:
+        raise VbenchPrefError(
+            f"manifest {path} lists {len(outside)} video(s) outside --videos {videos_dir}: {_listing(outside)}; "
+            "pass --allow-outside-paths to score them too"
+        )
+    left_out: list[str] = []
+    if videos_dir is not None and videos_dir.is_dir():
+        listed = {os.path.abspath(t.path) for t in tasks}
+        left_out = sorted((p.relative_to(videos_dir).as_posix() for p in _video_files(videos_dir, recursive)
+                           if os.path.abspath(p) not in listed), key=natural_key)
+    return Matching(tasks, "manifest", str(path), left_out)
 
 
 def _listing(names: list[str]) -> str:
@@ -194,12 +246,14 @@ def match_prompt_file(videos: list[Path], videos_dir: Path, prompts: list[str], 
     )
 
 
-def match_videos(videos_dir: Path, prompts: Path | None, recursive: bool = False) -> Matching:
-    """Resolve the (video, prompt, image) triples of a scoring run."""
+def match_videos(videos_dir: Path, prompts: Path | None, recursive: bool = False,
+                 allow_outside: bool = False) -> Matching:
+    """Resolve the (video, prompt, image) triples of a scoring run (``allow_outside``: a manifest may list
+    videos outside ``videos_dir``)."""
     if prompts is not None and prompts.suffix.lower() in {".csv", ".jsonl", ".json"}:
-        return match_manifest(prompts, videos_dir)
+        return match_manifest(prompts, videos_dir, recursive, allow_outside)
     if prompts is None and (videos_dir / MANIFEST_NAME).is_file():
-        return match_manifest(videos_dir / MANIFEST_NAME, videos_dir)
+        return match_manifest(videos_dir / MANIFEST_NAME, videos_dir, recursive, allow_outside)
     videos = list_videos(videos_dir, recursive)
     if prompts is None:
         tasks = [VideoTask(p.relative_to(videos_dir).as_posix(), p, None) for p in videos]

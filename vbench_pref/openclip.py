@@ -116,10 +116,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 f"{path} is a TorchScript archive (OpenAI's original CLIP file), which is not loaded; use the "
                 "open_clip_model.safetensors copy from hf://timm/vit_*_clip_224.openai (`vbench-pref weights pull`)"
             )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise VbenchPrefError(f"{path}: not a readable weights-only checkpoint ({type(exc).__name__})") from exc
+        from vbench_pref.torchload import load_weights_only
+
+        state = load_weights_only(path, "checkpoint")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:

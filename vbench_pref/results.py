@@ -108,6 +108,19 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "
     return out
 
 
+def _compared(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parts of two run configurations that must agree: the videos' content, not the folder they are in
+    (the same folder spelled otherwise, or moved with its run folder, is the same input). A run recorded
+    before the content digest was kept is still compared by its videos' folder."""
+    old_inputs, new_inputs = dict(old.get("inputs") or {}), dict(new.get("inputs") or {})
+    if "content" in old_inputs:
+        old_inputs.pop("videos", None)
+        new_inputs.pop("videos", None)
+    else:
+        new_inputs.pop("content", None)
+    return {**old, "inputs": old_inputs}, {**new, "inputs": new_inputs}
+
+
 class RunDir:
     """One scoring run's output folder."""
 
@@ -138,7 +151,7 @@ class RunDir:
             if self.path.is_dir() and self.journals():
                 raise RunConfigMismatch(f"{self.path} holds scores but no run.json; use a new --out")
             return False
-        differences = config_differences(existing.get("config", {}), config)
+        differences = config_differences(*_compared(existing.get("config", {}), config))
         if differences:
             raise RunConfigMismatch(
                 f"{self.path} holds a run with a different configuration ({', '.join(differences[:6])} "

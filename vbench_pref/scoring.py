@@ -43,6 +43,7 @@ from vbench_pref.video import FrameSpec, decode_video
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MATERIALIZE_EVERY_S = 5.0
+LEFT_OUT_LISTED = 50  # videos a manifest left out that run.json names (all are counted)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class ScoreOptions:
     seed: int = 0
     command: list[str] | None = None
     suite: str | None = None  # the prompt suite's name (``eval`` gives it); default: see suite_identity
+    allow_outside_paths: bool = False  # a manifest may list videos outside ``videos``
 
 
 @dataclass
@@ -183,7 +185,9 @@ def _run_config(opts: ScoreOptions, evaluators: Sequence[Evaluator], matching: M
             }
             for e in evaluators
         },
-        "inputs": {"videos": str(opts.videos.resolve()), "matching": matching.mode, "digest": matching.fingerprint()},
+        # where the videos are is recorded, what they hold is compared (a run folder may move with its videos)
+        "inputs": {"videos": str(opts.videos.resolve()), "matching": matching.mode, "digest": matching.fingerprint(),
+                   "content": matching.content_digest()},
         "device": device.type,
         "dtype": opts.dtype,
         "seed": opts.seed,
@@ -476,6 +480,8 @@ def _provenance(
             "matching_source": matching.source,
             "n_videos": len(matching.tasks),
             "decode_backend": opts.backend,
+            "allow_outside_paths": opts.allow_outside_paths,
+            "left_out": {"count": len(matching.left_out), "videos": matching.left_out[:LEFT_OUT_LISTED]},
         },
         "suite": suite_identity(opts, matching),
         "evaluators": [e.provenance() for e in evaluators],
@@ -496,6 +502,7 @@ def run_scoring(
     on_start: Callable[[int, int, dict[str, str], bool], None] | None = None,
     on_video: Callable[[], None] | None = None,
     procs: Processes = Processes(),
+    on_note: Callable[[str], None] | None = None,
 ) -> ScoreResult:
     """Score a folder of videos into ``opts.out``; resumable. Raises VbenchPrefError on bad input.
 
@@ -511,7 +518,10 @@ def run_scoring(
     if opts.chunk_videos < 1:
         raise VbenchPrefError("--chunk-videos must be at least 1")
     device = resolve_device(procs.device(opts.device))
-    matching = match_videos(opts.videos, opts.prompts, opts.recursive)
+    matching = match_videos(opts.videos, opts.prompts, opts.recursive, opts.allow_outside_paths)
+    if matching.left_out and on_note is not None and procs.is_main:
+        on_note(f"{matching.source} leaves out {len(matching.left_out)} video(s) of {opts.videos}, not scored: "
+                f"{', '.join(matching.left_out[:5])}{' ...' if len(matching.left_out) > 5 else ''} (see inputs.left_out in run.json)")
     with_prompts = all(t.prompt is not None for t in matching.tasks)
     evaluators, skipped = build_evaluators(opts.evaluators, opts.evaluator_options, with_prompts)
     config = _run_config(opts, evaluators, matching, device)

@@ -70,7 +70,8 @@ def score_and_report(opts: ScoreOptions, procs: Processes = Processes()) -> Scor
 
     try:
         with progress:
-            result = run_scoring(opts, on_start=on_start, on_video=lambda: progress.advance(task_id), procs=procs)
+            result = run_scoring(opts, on_start=on_start, on_video=lambda: progress.advance(task_id), procs=procs,
+                                 on_note=lambda text: console.print(f"[yellow]note[/]: {text}", highlight=False))
     except RunInterrupted as stop:
         console.print(
             f"[yellow]interrupted[/]: what finished is saved in {stop.result.run_dir}; rerun the same command to resume",
@@ -111,13 +112,16 @@ def score_command(
     method: Optional[str] = typer.Option(None, "--method", help="Method label for the leaderboard (default: videos folder name)."),
     recursive: bool = typer.Option(False, help="Also look for videos in subfolders."),
     seed: int = typer.Option(0, help="Seed for evaluators that sample at random."),
+    allow_outside_paths: bool = typer.Option(
+        False, "--allow-outside-paths", help="Score videos a manifest lists outside --videos (refused otherwise).",
+    ),
 ) -> None:
     """Score every video of a folder; rerun the same command to resume. Exit 3 if some videos failed."""
     opts = ScoreOptions(
         videos=videos, out=out_dir, prompts=prompts, evaluators=list(evaluators),
         evaluator_options=parse_evaluator_options(list(options)), device=device, dtype=dtype,
         batch_size=batch_size, backend=backend, workers=workers, chunk_videos=chunk_videos, model=model, method=method,
-        recursive=recursive, seed=seed, command=argv(),
+        recursive=recursive, seed=seed, command=argv(), allow_outside_paths=allow_outside_paths,
     )
     result = score_and_report(opts)
     raise typer.Exit(result.exit_code)

@@ -1,23 +1,29 @@
-"""``--model``: built-in tiny models, diffusers pipeline folders and hub ids, peft adapters, trainer checkpoints.
+"""``--model``: built-in tiny models, diffusers pipeline folders and hub ids, peft adapters, denoiser folders
+(with ``--base-model``), trainer checkpoints.
 
 Whatever the source, the pipeline is loaded from a folder in diffusers' on-disk format: a built-in tiny
 model is built from config once, saved with ``save_pretrained`` into the cache and loaded back through the
 same ``DiffusionPipeline.from_pretrained`` a real checkpoint takes. A folder may carry ``vbench_pref.json``
 (written for built-ins and by ``train-pgdpo``): generation defaults, whether its weights are random, and
-for a trainer checkpoint the base model plus the adapter or denoiser weights to put on it.
+for a trainer checkpoint the base model plus the adapter or denoiser weights to put on it, which must lie
+inside the card's folder (weights elsewhere are loaded only when named as ``--model`` themselves).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
 
@@ -74,6 +80,13 @@ class LoadedModel:
         if not base:
             return self.label
         return f"{base} (random weights)" if self.random_weights else str(base)
+
+
+def model_identity(spec: str) -> str:
+    """A ``--model`` whatever its spelling: built-ins and hub ids as given, local paths absolute and resolved."""
+    if spec.startswith(BUILTIN_PREFIX) or not Path(spec).expanduser().exists():
+        return spec
+    return str(Path(spec).expanduser().resolve())
 
 
 def builtin_dir(name: str) -> Path:
@@ -153,16 +166,19 @@ def _load(spec: str, base_model: str | None, dtype: torch.dtype = torch.float32)
 
 def _load_folder(path: Path, model_id: str, base_model: str | None, dtype: torch.dtype) -> LoadedModel:
     card = _read_card(path) or {}
+    defaults = card_defaults(path, card)  # refused before any weights are read
     if card.get("base_model") is not None or (card.get("adapter") or card.get("denoiser")):
         return _load_checkpoint(path, model_id, card, base_model, dtype)
     if (path / "model_index.json").is_file():
         pipeline = _from_pretrained(str(path), model_id, dtype)
-        return _wrap(pipeline, model_id, card, {"kind": "pipeline", "path": str(path.resolve())})
+        return _wrap(pipeline, model_id, card, {"kind": "pipeline", "path": str(path.resolve())}, defaults)
     if (path / "adapter_config.json").is_file():
         return _load_adapter(path, model_id, base_model, dtype)
+    if (path / "config.json").is_file() and base_model:
+        return _load_denoiser(path, model_id, base_model, dtype)
     raise VbenchPrefError(
         f"--model {path} holds none of model_index.json (a diffusers pipeline), adapter_config.json (a peft "
-        f"adapter) or {MODEL_CARD} (a train-pgdpo checkpoint)"
+        f"adapter), config.json with --base-model (a denoiser) or {MODEL_CARD} (a train-pgdpo checkpoint)"
     )
 
 
@@ -190,7 +206,7 @@ def _load_hub(repo_id: str, dtype: torch.dtype) -> LoadedModel:
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             ) from None
     pipeline = _from_pretrained(folder, repo_id, dtype)
-    return _wrap(pipeline, repo_id, {}, {"kind": "hub", "repo": repo_id, "path": folder})
+    return _wrap(pipeline, repo_id, {}, {"kind": "hub", "repo": repo_id, "path": folder}, {})
 
 
 def _load_adapter(path: Path, model_id: str, base_model: str | None, dtype: torch.dtype) -> LoadedModel:
@@ -208,26 +224,78 @@ def _load_adapter(path: Path, model_id: str, base_model: str | None, dtype: torc
     return loaded
 
 
+def _load_denoiser(path: Path, model_id: str, base_model: str, dtype: torch.dtype) -> LoadedModel:
+    """A denoiser folder (diffusers' config.json + weights) named as --model, put on --base-model's pipeline."""
+    loaded = _load_base(base_model, path, dtype)
+    _replace_denoiser(loaded, path, dtype)
+    loaded.model_id = model_id
+    loaded.source = {"kind": "denoiser", "denoiser": str(path.resolve()), "base": loaded.source}
+    return loaded
+
+
 def _load_checkpoint(
     path: Path, model_id: str, card: dict[str, Any], base_model: str | None, dtype: torch.dtype
 ) -> LoadedModel:
     base = base_model or card.get("base_model")
     if not base:
         raise VbenchPrefError(f"checkpoint {path} names no base_model in {MODEL_CARD}; pass --base-model")
+    weights = {key: _inside(path, card, key) for key in ("adapter", "denoiser") if card.get(key)}
+    defaults = card_defaults(path, card)
     loaded = _load_base(str(base), path, dtype)
-    if card.get("adapter"):
-        _apply_adapter(loaded, path / card["adapter"])
-    if card.get("denoiser"):
-        _replace_denoiser(loaded, path / card["denoiser"], dtype)
+    if "adapter" in weights:
+        _apply_adapter(loaded, weights["adapter"])
+    if "denoiser" in weights:
+        _replace_denoiser(loaded, weights["denoiser"], dtype)
     loaded.model_id = model_id
     loaded.random_weights = loaded.random_weights or bool(card.get("random_weights"))
-    if card.get("defaults"):
-        loaded.defaults = loaded.defaults.with_overrides(**card["defaults"])
+    if defaults:
+        loaded.defaults = dataclasses.replace(loaded.defaults, **defaults)
     loaded.source = {
         "kind": "checkpoint", "path": str(path.resolve()), "base": loaded.source, "base_model": str(base),
         **{k: card[k] for k in ("method", "step", "adapter", "denoiser") if k in card},
     }
     return loaded
+
+
+def _inside(folder: Path, card: dict[str, Any], key: str) -> Path:
+    """The weights folder a card names, which must lie inside the card's folder (after ``..`` and symlinks):
+    a card that was tampered with or moved could otherwise load any file on the machine."""
+    value = card[key]
+    if not isinstance(value, str):
+        raise VbenchPrefError(f"{folder / MODEL_CARD}: '{key}' must be a path relative to {folder}, not {value!r}")
+    target = (folder / value).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise VbenchPrefError(
+            f"{folder / MODEL_CARD}: its {key} {value!r} lies outside {folder} ({target}), so it is not loaded; to "
+            f"use those weights, name them: --model {target} --base-model BASE"
+        )
+    return folder / value
+
+
+def card_defaults(folder: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """A card's generation defaults, every key a GenerationSettings field of the right type."""
+    defaults = card.get("defaults") or {}
+    file = folder / MODEL_CARD
+    if not isinstance(defaults, dict):
+        raise VbenchPrefError(f"{file}: 'defaults' must be an object of generation settings, not {defaults!r}")
+    types = get_type_hints(GenerationSettings)
+    known = ", ".join(types)
+    for key, value in defaults.items():
+        if key not in types:
+            raise VbenchPrefError(f"{file}: unknown key {key!r} in 'defaults' (known: {known})")
+        if not _fits(value, types[key]):
+            raise VbenchPrefError(f"{file}: 'defaults' {key} = {value!r} is not a valid {key}")
+    return defaults
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if kind is int:
+        return isinstance(value, int)
+    if kind is float:
+        return isinstance(value, (int, float))
+    return value is None or isinstance(value, str)  # negative_prompt: str | None
 
 
 def _load_base(base: str, dependent: Path, dtype: torch.dtype) -> LoadedModel:
@@ -245,11 +313,34 @@ def _apply_adapter(loaded: LoadedModel, adapter: Path) -> None:
         raise VbenchPrefError(f"adapter folder {adapter} has no adapter_config.json")
     name = loaded.family.denoiser
     denoiser = getattr(loaded.pipeline, name)
-    try:
-        merged = PeftModel.from_pretrained(denoiser, str(adapter)).merge_and_unload()
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise VbenchPrefError(f"adapter {adapter} does not fit the {name} of its base model: {_first_line(exc)}") from None
+    with _safetensors_adapter(adapter) as readable:
+        try:
+            merged = PeftModel.from_pretrained(denoiser, str(readable)).merge_and_unload()
+        except (ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise VbenchPrefError(f"adapter {adapter} does not fit the {name} of its base model: {_first_line(exc)}") from None
     setattr(loaded.pipeline, name, merged)
+
+
+@contextmanager
+def _safetensors_adapter(adapter: Path) -> Iterator[Path]:
+    """An adapter folder peft reads safetensors from. peft prefers adapter_model.safetensors and otherwise
+    unpickles adapter_model.bin (freely, in versions before weights_only became its default): a .bin is read
+    here with weights_only=True and handed to peft as safetensors in a temporary copy of the folder."""
+    binary = adapter / "adapter_model.bin"
+    if (adapter / "adapter_model.safetensors").is_file() or not binary.is_file():
+        yield adapter
+        return
+    from safetensors.torch import save_file
+
+    from vbench_pref.torchload import load_weights_only
+
+    state = load_weights_only(binary, "adapter weights")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise VbenchPrefError(f"{binary}: the adapter weights are not a dict of tensors")
+    with tempfile.TemporaryDirectory(prefix="vbench-pref-adapter-") as folder:
+        shutil.copy(adapter / "adapter_config.json", folder)
+        save_file({k: v.contiguous().clone() for k, v in state.items()}, str(Path(folder) / "adapter_model.safetensors"))
+        yield Path(folder)
 
 
 def _replace_denoiser(loaded: LoadedModel, folder: Path, dtype: torch.dtype) -> None:
@@ -259,7 +350,7 @@ def _replace_denoiser(loaded: LoadedModel, folder: Path, dtype: torch.dtype) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             replacement = type(current).from_pretrained(str(folder), torch_dtype=dtype)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
         raise VbenchPrefError(f"denoiser weights {folder} could not be loaded: {_first_line(exc)}") from None
     setattr(loaded.pipeline, name, replacement)
 
@@ -278,15 +369,16 @@ def _from_pretrained(folder: str, model_id: str, dtype: torch.dtype) -> Any:
         with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; older know only torch_dtype
             warnings.simplefilter("ignore", FutureWarning)
             return DiffusionPipeline.from_pretrained(folder, torch_dtype=torch_dtype)
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError, pickle.UnpicklingError) as exc:
         raise VbenchPrefError(f"--model {model_id}: the pipeline in {folder} could not be loaded: {_first_line(exc)}") from None
 
 
-def _wrap(pipeline: Any, model_id: str, card: dict[str, Any], source: dict[str, Any]) -> LoadedModel:
+def _wrap(pipeline: Any, model_id: str, card: dict[str, Any], source: dict[str, Any],
+          defaults: dict[str, Any]) -> LoadedModel:
     family = family_of(pipeline)
     # a built-in's card holds its complete defaults (None included: the tiny models use no negative prompt)
-    defaults = GenerationSettings(**card["defaults"]) if card.get("defaults") else family.defaults
-    return LoadedModel(pipeline, family, model_id, defaults, bool(card.get("random_weights")), source)
+    settings = dataclasses.replace(family.defaults, **defaults)
+    return LoadedModel(pipeline, family, model_id, settings, bool(card.get("random_weights")), source)
 
 
 def _read_card(folder: Path) -> dict[str, Any] | None:
@@ -308,5 +400,6 @@ def write_model_card(folder: Path, card: dict[str, Any]) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    from vbench_pref.torchload import describe_load_error
+
+    return describe_load_error(exc)

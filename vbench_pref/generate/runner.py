@@ -31,7 +31,7 @@ from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line
 from vbench_pref.distributed import Processes
 from vbench_pref.errors import VbenchPrefError
 from vbench_pref.generate.families import GenerationSettings
-from vbench_pref.generate.models import LoadedModel
+from vbench_pref.generate.models import LoadedModel, model_identity
 from vbench_pref.generate.prompts import PromptEntry, PromptSuite
 from vbench_pref.video import write_video
 
@@ -88,6 +88,9 @@ def bind_folder(out: Path, binding: dict[str, Any]) -> None:
             existing = json.loads(file.read_text(encoding="utf-8")).get("binding", {})
         except json.JSONDecodeError:
             raise VbenchPrefError(f"{file} is not valid JSON; use a new output folder") from None
+        # a model folder is the same model however its path is spelled (folders bound before identities were
+        # recorded hold the spelling given then, taken from where this command runs)
+        existing = {**existing, "model": model_identity(str(existing.get("model", "")))}
         changed = [k for k in sorted(set(existing) | set(binding)) if existing.get(k) != binding.get(k)]
         if changed:
             raise VbenchPrefError(
@@ -161,7 +164,7 @@ def generate(
     if model.image_to_video:
         batch_size = 1  # image-to-video pipelines take one conditioning image per call
     items = plan(suite, n, seed)
-    binding = {"model": model.model_id, "settings": settings.as_dict(), "dtype": dtype, "seed": seed}
+    binding = {"model": model_identity(model.model_id), "settings": settings.as_dict(), "dtype": dtype, "seed": seed}
     bind_folder(out, binding)
     out.mkdir(parents=True, exist_ok=True)
     procs.barrier()

@@ -33,10 +33,15 @@ import torch
 
 from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.generate.models import BUILTIN_PREFIX, load_model, write_model_card
+from vbench_pref.generate.models import load_model, model_identity, write_model_card
 from vbench_pref.train import diagnostics
+from vbench_pref.train.checkpoint import (
+    STATE_FORMAT, TRAINER_STATE, CheckpointError, error_line, load_training_state, save_training_state, trainer_state,
+)
 from vbench_pref.train.config import TrainConfig
-from vbench_pref.train.data import FrameSettings, LatentCache, cache_key, default_cache_dir, precompute, read_pairs
+from vbench_pref.train.data import (
+    FrameSettings, LatentCache, cache_key, default_cache_dir, file_sha256, precompute, read_pairs,
+)
 from vbench_pref.train.losses import LossOptions, PairErrors, compute_loss, concat_errors
 from vbench_pref.train.models import training_spec
 
@@ -44,10 +49,12 @@ TRAIN_JSON = "train.json"
 METRICS = "metrics.jsonl"
 PROBE = "probe.jsonl"
 CHECKPOINTS = "checkpoints"
-TRAINER_STATE = "trainer_state.json"
 # may differ between a run and its resumption: they change neither the data, the noise nor the updates
 RESUMABLE_CHANGES = frozenset({"max_steps", "checkpoint_every", "keep_checkpoints", "probe_every", "max_bad_steps",
                                "device", "cache"})
+# where the run and its inputs are, not what they are: a run folder may move and a path may be spelled
+# relative or absolute; the inputs are compared through input_identity() instead
+LOCATIONS = frozenset({"out", "model", "base_model", "pairs"})
 
 
 class TrainingDiverged(VbenchPrefError):
@@ -112,6 +119,8 @@ def run_training(
         )
     accumulation = config.effective_batch_size // per_step
     _check_run_folder(out, config, resume)
+    checkpoint = _latest_checkpoint(out) if resume else None
+    start = trainer_state(checkpoint)["step"] if checkpoint is not None else 0  # refused before the model loads
 
     stage("loading the model")
     weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
@@ -144,19 +153,14 @@ def run_training(
                                   num_training_steps=config.max_steps)
     except ValueError as exc:
         raise VbenchPrefError(f"--lr-scheduler {config.lr_scheduler}: {exc}") from None
+    # the schedule is stepped once per optimizer step, not through accelerate (which would step it per process)
     model, optimizer = accelerator.prepare(model, optimizer)
-    # the schedule is stepped once per optimizer step; accelerate's wrapper would step it once per process
-    accelerator.register_for_checkpointing(scheduler)
-    _register_checkpoint_hooks(accelerator, lora)
 
     options = config.loss_options()
     run = _Run(config, accelerator, spec, pipeline, model, reference, lora, cache, options, optimizer, scheduler)
-    start = 0
-    checkpoint = _latest_checkpoint(out) if resume else None
     if checkpoint is not None:
         stage(f"resuming from {checkpoint}")
-        accelerator.load_state(str(checkpoint))
-        start = json.loads((checkpoint / TRAINER_STATE).read_text())["step"]
+        _restore_checkpoint(run, checkpoint)
     if accelerator.is_main_process:
         _prepare_logs(out, start)
         _write_train_json(out, config, loaded, cache_dir, world, accumulation, start)
@@ -197,7 +201,7 @@ def run_training(
             else:
                 run.probe(probe)  # every process runs the same forwards, so sharded models stay in step
         if step % config.checkpoint_every == 0 or step == config.max_steps:
-            last_checkpoint = _save_checkpoint(accelerator, out, step, config, loaded)
+            last_checkpoint = _save_checkpoint(run, out, step, loaded)
     if writer is not None:
         writer.close()
     accelerator.wait_for_everyone()
@@ -226,7 +230,7 @@ def cache_location(config: TrainConfig, loaded: Any) -> CacheLocation:
     """Where the latent cache of (model, pairs, frame settings) lives, and the key it must carry."""
     pairs_file = Path(config.pairs)
     frames = FrameSettings(config.num_frames, config.height, config.width)
-    key = cache_key(_model_identity(config.model, loaded), loaded.family.name, pairs_file, frames)
+    key = cache_key(model_identity(config.model), loaded.family.name, pairs_file, frames)
     folder = Path(config.cache) if config.cache else default_cache_dir(pairs_file, key)
     return CacheLocation(folder, key, frames)
 
@@ -439,11 +443,13 @@ def _release_encoders(pipeline: Any) -> None:
         torch.cuda.empty_cache()
 
 
-def _model_identity(spec: str, loaded: Any) -> str:
-    """The model as the cache key and checkpoint card name it: built-ins and hub ids as given, folders absolute."""
-    if spec.startswith(BUILTIN_PREFIX) or not Path(spec).expanduser().exists():
-        return spec
-    return str(Path(spec).expanduser().resolve())
+def input_identity(model: str, base_model: str | None, pairs: str) -> dict[str, Any]:
+    """What a run trains from, whatever the spelling of its paths: models by identity, pairs by content."""
+    pairs_file = Path(pairs).expanduser()
+    return {
+        "model": model_identity(model), "base_model": model_identity(base_model) if base_model else None,
+        "pairs": f"sha256:{file_sha256(pairs_file)}" if pairs_file.is_file() else str(pairs_file.resolve()),
+    }
 
 
 def _check_run_folder(out: Path, config: TrainConfig, resume: bool) -> None:
@@ -457,10 +463,19 @@ def _check_run_folder(out: Path, config: TrainConfig, resume: bool) -> None:
     except json.JSONDecodeError:
         raise VbenchPrefError(f"{existing} is not valid JSON") from None
     current = config.as_dict()
-    changed = sorted(k for k, v in current.items() if k not in RESUMABLE_CHANGES and previous.get(k) != v)
-    if changed:
-        details = ", ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise VbenchPrefError(f"--resume with other settings than the run in {out} ({details}); use another --out")
+    changed = sorted(k for k, v in current.items()
+                     if k not in RESUMABLE_CHANGES | LOCATIONS and previous.get(k) != v)
+    details = [f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed]
+    # runs recorded before the identities were kept: their paths are taken from where this command runs
+    before = (previous.get("run") or {}).get("inputs") or input_identity(
+        str(previous.get("model", "")), previous.get("base_model"), str(previous.get("pairs", "")))
+    now = input_identity(config.model, config.base_model, config.pairs)
+    for key in sorted(now):
+        if before.get(key) != now[key]:
+            details.append(f"{key}: other content than before" if key == "pairs" else
+                           f"{key}: {before.get(key)!r} -> {now[key]!r}")
+    if details:
+        raise VbenchPrefError(f"--resume with other settings than the run in {out} ({', '.join(details)}); use another --out")
 
 
 def _write_train_json(out: Path, config: TrainConfig, loaded: Any, cache: Path, world: int, accumulation: int,
@@ -473,6 +488,7 @@ def _write_train_json(out: Path, config: TrainConfig, loaded: Any, cache: Path, 
         "run": {
             "version": __version__, "model_label": loaded.label, "family": loaded.family.name,
             "random_weights": loaded.random_weights, "cache": str(cache), "processes": world,
+            "inputs": input_identity(config.model, config.base_model, config.pairs),
             "gradient_accumulation_steps": accumulation, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "started_at_step": start,
             "notes": "alpha, gamma and importance weights are stop-gradient" if config.detach_weights else
@@ -504,52 +520,68 @@ def _latest_checkpoint(out: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _register_checkpoint_hooks(accelerator: Any, lora: bool) -> None:
-    """Checkpoints hold the trained weights in the formats `eval --model` loads (a peft adapter or a
-    diffusers denoiser folder), not accelerate's whole-model file: for LoRA the base stays where it is."""
-
-    def save(models: list[Any], weights: list[Any], output_dir: str) -> None:
-        if accelerator.is_main_process:
-            unwrapped = accelerator.unwrap_model(models[0])
-            folder = str(Path(output_dir) / ("adapter" if lora else "denoiser"))
-            # LoRA never touches the embeddings; without this peft looks the base model up on the hub
-            unwrapped.save_pretrained(folder, **({"save_embedding_layers": False} if lora else {}))
-        if weights:
-            weights.pop()
-
-    def load(models: list[Any], input_dir: str) -> None:
-        unwrapped = accelerator.unwrap_model(models.pop())
-        if lora:
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
-
-            state = load_file(str(Path(input_dir) / "adapter" / "adapter_model.safetensors"))
-            set_peft_model_state_dict(unwrapped, state)
-        else:
-            saved = type(unwrapped).from_pretrained(str(Path(input_dir) / "denoiser"))
-            unwrapped.load_state_dict(saved.state_dict())
-
-    accelerator.register_save_state_pre_hook(save)
-    accelerator.register_load_state_pre_hook(load)
+def _save_weights(run: "_Run", folder: Path) -> None:
+    """The trained weights in the formats `eval --model` loads (a peft adapter or a diffusers denoiser folder,
+    safetensors): for LoRA the base stays where it is."""
+    unwrapped = run.accelerator.unwrap_model(run.model)
+    target = str(folder / ("adapter" if run.lora else "denoiser"))
+    # LoRA never touches the embeddings; without this peft looks the base model up on the hub
+    unwrapped.save_pretrained(target, **({"save_embedding_layers": False} if run.lora else {}))
 
 
-def _save_checkpoint(accelerator: Any, out: Path, step: int, config: TrainConfig, loaded: Any) -> Path:
+def _load_weights(run: "_Run", folder: Path) -> None:
+    """Put a checkpoint's weights on the model, from safetensors only."""
+    unwrapped = run.accelerator.unwrap_model(run.model)
+    if run.lora:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        file = folder / "adapter" / "adapter_model.safetensors"
+        try:
+            state = load_file(str(file))
+            result = set_peft_model_state_dict(unwrapped, state)
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, one line naming it
+            raise CheckpointError(f"{file} cannot be loaded: {error_line(exc)}") from None
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if missing or result.unexpected_keys:
+            raise CheckpointError(f"{file} does not fit this run's LoRA ({len(missing)} missing, "
+                                  f"{len(result.unexpected_keys)} unexpected tensors)")
+        return
+    try:
+        saved = type(unwrapped).from_pretrained(str(folder / "denoiser"), use_safetensors=True)
+        unwrapped.load_state_dict(saved.state_dict())
+    except Exception as exc:  # noqa: BLE001 - as above
+        raise CheckpointError(f"{folder / 'denoiser'} cannot be loaded: {error_line(exc)}") from None
+
+
+def _restore_checkpoint(run: "_Run", folder: Path) -> None:
+    _load_weights(run, folder)
+    accelerator = run.accelerator
+    load_training_state(folder, run.optimizer, run.scheduler, accelerator.scaler, accelerator.process_index)
+
+
+def _save_checkpoint(run: "_Run", out: Path, step: int, loaded: Any) -> Path:
+    accelerator, config = run.accelerator, run.config
     folder = out / CHECKPOINTS
     target = folder / f"step-{step:06d}"
     staging = folder / f"{target.name}.partial"
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
+    if accelerator.is_main_process:
+        _save_weights(run, staging)
+    save_training_state(staging, run.optimizer, run.scheduler, accelerator.scaler, accelerator.process_index,
+                        accelerator.is_main_process)
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         weights = "adapter" if config.finetune == "lora" else "denoiser"
         card = {
-            "base_model": _model_identity(config.model, loaded), weights: weights, "method": config.loss,
+            "base_model": model_identity(config.model), weights: weights, "method": config.loss,
             "step": step, "random_weights": loaded.random_weights,
         }
         write_model_card(staging, card)
-        atomic_write_text(staging / TRAINER_STATE, json.dumps({"step": step, "loss": config.loss}) + "\n")
+        atomic_write_text(staging / TRAINER_STATE, json.dumps({"step": step, "loss": config.loss, "state_format": STATE_FORMAT}) + "\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
