@@ -75,9 +75,12 @@ def test_a_slow_phase_is_announced_a_quick_one_is_not(monkeypatch) -> None:
     logger.info("loading evaluator quick")
     _progress._stages.settle()  # the phase ended before the interval
     logger.info("loading evaluator slow")
-    time.sleep(0.5)
+    time.sleep(0.35)
     _progress._stages.settle()
-    assert buffer.getvalue().splitlines() == ["loading evaluator slow"]
+    lines = buffer.getvalue().splitlines()
+    assert len(lines) >= 2 and all(re.fullmatch(r"loading evaluator slow \(0:00:00 so far\)", line) for line in lines)
+    time.sleep(0.2)
+    assert buffer.getvalue().splitlines() == lines  # nothing after the phase ended
 
 
 def test_score_into_a_log_file_prints_progress_lines(videos, tmp_path) -> None:
@@ -89,3 +92,14 @@ def test_score_into_a_log_file_prints_progress_lines(videos, tmp_path) -> None:
     assert [int(LINE.match(line).group(1)) for line in lines] == [1, 2, 3, 4, 5], process.stderr
     assert "ETA" in lines[0] and lines[-1].endswith("done")
     assert "loading evaluator temporal_flicker" in process.stderr
+
+
+def test_a_terminal_keeps_the_rich_bar() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    with Progress(console, interval=0) as progress:
+        assert not progress.plain
+        task = progress.add("training", "step", total=3, completed=1)
+        progress.update(task, completed=2, status="loss 0.5")
+        progress.advance(task)
+    assert "training: " not in buffer.getvalue()  # no plain lines, the bar drew itself

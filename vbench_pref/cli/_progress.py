@@ -4,7 +4,8 @@ A Slurm log or ``| tee`` is not a terminal, and a rich bar writes nothing there 
 task prints one line -- count, rate, elapsed time and ETA -- every ``VBENCH_PREF_PROGRESS_INTERVAL``
 seconds (default 15; 0: on every update), also while nothing advances, and a last line when it ends.
 Slow phases (loading a model, loading evaluator weights) announce themselves through the ``vbench_pref``
-logger; a log shows the announcement once the phase has lasted the interval, so it is never silent for long.
+logger; a log shows the announcement once the phase has lasted the interval, and again every interval, so it is
+never silent for long.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class Progress:
 
     def add(self, label: str, unit: str, total: int | None = None, completed: int = 0) -> int:
         """A new task counting ``unit``s (singular: video, step, pair); ``completed`` were done before."""
+        if total is not None:
+            _stages.settle()  # the work starts: the phase before it is over
         if self._bar is not None:
             return self._bar.add_task(label, total=total, completed=completed, status="")
         with self._lock:
@@ -193,32 +196,37 @@ class Progress:
 
 
 class _StageHandler(logging.Handler):
-    """Prints a phase's announcement once the phase has lasted the progress interval (at once on a terminal).
+    """Prints a phase's announcement: at once on a terminal; in a log once the phase has lasted the progress
+    interval, and again every interval while it lasts.
 
     A phase that ends sooner -- the next phase or the work starts, or it fails at once on bad input -- stays
-    silent, so a quick failure is still one line.
+    silent in a log, so a quick failure is still one line.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._timer: threading.Timer | None = None
+        self._over: threading.Event | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         self.settle()
         message = record.getMessage()
-        delay = 0.0 if stderr_console.is_terminal else interval_seconds()
-        if delay <= 0:
+        interval = 0.0 if stderr_console.is_terminal else interval_seconds()
+        if interval <= 0:
             self._print(message)
             return
-        self._timer = threading.Timer(delay, self._print, args=(message,))
-        self._timer.daemon = True
-        self._timer.start()
+        self._over = threading.Event()
+        threading.Thread(target=self._repeat, args=(message, interval, self._over), name="stage", daemon=True).start()
 
     def settle(self) -> None:
-        """The announced phase is over: an announcement not printed yet never will be."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """The announced phase is over: no more lines about it."""
+        if self._over is not None:
+            self._over.set()
+            self._over = None
+
+    def _repeat(self, message: str, interval: float, over: threading.Event) -> None:
+        started = time.monotonic()
+        while not over.wait(interval):
+            self._print(f"{message} ({duration(time.monotonic() - started)} so far)")
 
     @staticmethod
     def _print(message: str) -> None:
