@@ -103,3 +103,11 @@ def test_a_terminal_keeps_the_rich_bar() -> None:
         progress.update(task, completed=2, status="loss 0.5")
         progress.advance(task)
     assert "training: " not in buffer.getvalue()  # no plain lines, the bar drew itself
+
+
+def test_a_task_added_after_its_first_unit_counts_from_when_it_started() -> None:
+    console, buffer = _log()
+    with Progress(console, interval=0) as progress:
+        task = progress.add("training", "step", total=4, completed=0, started=time.monotonic() - 10.0)
+        progress.update(task, completed=1)
+    assert buffer.getvalue().splitlines()[0].startswith("training: 1/4 steps (25%), 10.0 s/step, elapsed 0:00:10")

@@ -102,8 +102,12 @@ class Progress:
             TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=self.console, transient=True,
         )
 
-    def add(self, label: str, unit: str, total: int | None = None, completed: int = 0) -> int:
-        """A new task counting ``unit``s (singular: video, step, pair); ``completed`` were done before."""
+    def add(self, label: str, unit: str, total: int | None = None, completed: int = 0,
+            started: float | None = None) -> int:
+        """A new task counting ``unit``s (singular: video, step, pair); ``completed`` were done before.
+
+        ``started`` (``time.monotonic()``) backdates a task added once its first unit is already under way.
+        """
         if total is not None:
             _stages.settle()  # the work starts: the phase before it is over
         if self._bar is not None:
@@ -111,6 +115,8 @@ class Progress:
         with self._lock:
             task_id = len(self._tasks)
             self._tasks[task_id] = _Task(label, unit, total, completed, initial=completed)
+            if started is not None:
+                self._tasks[task_id].started = started
         return task_id
 
     def update(self, task_id: int, *, total: int | None = None, completed: int | None = None, advance: int = 0,

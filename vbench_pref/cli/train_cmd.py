@@ -7,6 +7,7 @@ Every TrainConfig field is an option with the field's help text; an option left 
 from __future__ import annotations
 
 import inspect
+import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -56,8 +57,10 @@ def _train(config: Optional[Path] = None, resume: bool = False, **given: Any) ->
     settings = build_config(config, given)
     progress = Progress()
     tasks: dict[str, Any] = {}
+    stage_started = [time.monotonic()]
 
     def on_stage(message: str) -> None:
+        stage_started[0] = time.monotonic()  # the last stage before the first step is the training itself
         console.print(message, highlight=False)
 
     def on_precompute(total: int) -> Callable[[], None]:
@@ -65,7 +68,8 @@ def _train(config: Optional[Path] = None, resume: bool = False, **given: Any) ->
 
     def on_step(step: int, total: int, row: dict[str, Any]) -> None:
         if "train" not in tasks:
-            tasks["train"] = progress.add("training", "step", total=total, completed=step - 1)
+            tasks["train"] = progress.add("training", "step", total=total, completed=step - 1,
+                                          started=stage_started[0])
         loss = row.get("loss")
         status = "skipped (non-finite)" if row["skipped"] else f"loss {loss:.4g}" if loss is not None else ""
         progress.update(tasks["train"], completed=step, status=status)
