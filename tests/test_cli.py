@@ -111,3 +111,26 @@ def test_random_weight_smoke_mode_is_labelled_end_to_end(tmp_path) -> None:
     offline = cli("score", "--videos", str(tmp_path / "v"), "--out", str(tmp_path / "run2"), "-e", "warp_flicker",
                   env={"TORCH_HOME": str(tmp_path / "empty_torch_home"), "VBENCH_PREF_RAFT_WEIGHTS": ""})
     assert offline.returncode == 2 and "raft_large_C_T_SKHT_V2" in error_line(offline)
+
+
+def test_help_imports_no_heavy_module() -> None:
+    # structural, not timed: --help of the program and of every command must not load torch & co.
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from vbench_pref.cli import app\n"
+        "commands = [[], ['eval'], ['generate'], ['pairs'], ['score'], ['train-pgdpo'], ['precompute'],\n"
+        "            ['lab', 'displacement'], ['leaderboard'], ['evaluators'], ['weights', 'pull'],\n"
+        "            ['plot-training'], ['examples'], ['demo']]\n"
+        "for command in commands:\n"
+        "    result = CliRunner().invoke(app, [*command, '--help'])\n"
+        "    assert result.exit_code == 0, (command, result.output)\n"
+        "heavy = ('torch', 'diffusers', 'transformers', 'open_clip', 'pandas', 'matplotlib', 'accelerate', 'peft',\n"
+        "         'av', 'numpy')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported for --help: {done.stdout.strip()}"
+    plain = cli("--help")
+    assert plain.returncode == 0 and "train-pgdpo" in plain.stdout

@@ -121,6 +121,34 @@ def test_lab_writes_tables_figures_and_report(tmp_path: Path) -> None:
     recorded = json.loads((tmp_path / "lab" / "config.json").read_text())
     assert recorded["steps"] == 4 and recorded["command"] == "vbench-pref lab displacement"
     assert result.pairs["run"].unique().tolist() == ["dpo"]
+    report = (tmp_path / "lab" / "report.md").read_text()
+    assert "**Not comparable:** this run (4 steps, 1 seed(s)) is shorter than the committed one" in report
+    assert lab.comparability_note(lab.LabConfig()) is None
+    assert lab.comparability_note(replace(lab.LabConfig(), seeds=(0, 1))) is not None
+
+
+def test_cli_writes_outside_the_committed_report_and_flags_short_runs(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from vbench_pref.cli import app
+
+    calls = []
+
+    def fake_run_lab(config, out, command=None, on_run=None):
+        calls.append((config, out))
+        return SimpleNamespace(report=out / "report.md", seconds=0.0)
+
+    monkeypatch.setattr(lab, "run_lab", fake_run_lab)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["lab", "displacement"])
+    assert result.exit_code == 0 and "not comparable" not in result.output, result.output
+    assert calls[-1][1] == Path("runs/lab/displacement") and calls[-1][0] == lab.LabConfig()
+    result = runner.invoke(app, ["lab", "displacement", "--steps", "30", "--out", "results/lab/displacement"])
+    assert result.exit_code == 0 and calls[-1][1] == Path("results/lab/displacement")
+    assert "not comparable with the committed run's" in result.output
 
 
 def test_pretraining_learns_the_data() -> None:

@@ -503,3 +503,9 @@ def test_invalid_options_raise_value_error(name, make_options, missing):
     errors = _without(make_errors(ROWS), **missing)
     with pytest.raises(ValueError):  # at construction of the options or at the call: either is fine
         LOSSES[name](errors, make_options())
+
+
+def test_loss_names_without_torch_match_the_loss_table() -> None:
+    from vbench_pref.train.loss_options import LOSS_NAMES
+
+    assert LOSS_NAMES == tuple(LOSSES)

@@ -149,10 +149,10 @@ def test_one_run_writes_both_pngs_under_run_plots(tmp_path) -> None:
     assert_png(likelihood)
 
 
-def test_likelihood_plot_has_the_titled_curves(tmp_path) -> None:
+def _drawn(draw, runs, out: Path) -> list:
+    """The figures ``draw(runs, out)`` saves."""
     from matplotlib.figure import Figure
 
-    run = load_run(make_run(tmp_path, "run"))
     seen: list[Figure] = []
     original = Figure.savefig
 
@@ -162,10 +162,15 @@ def test_likelihood_plot_has_the_titled_curves(tmp_path) -> None:
 
     Figure.savefig = capture
     try:
-        plot_likelihood([run], tmp_path / "out")
+        draw(runs, out)
     finally:
         Figure.savefig = original
-    ax = seen[0].axes[0]
+    return seen
+
+
+def test_likelihood_plot_has_the_titled_curves(tmp_path) -> None:
+    run = load_run(make_run(tmp_path, "run"))
+    ax = _drawn(plot_likelihood, [run], tmp_path / "out")[0].axes[0]
     assert ax.get_title() == LIKELIHOOD_TITLE
     styles = [(line.get_linestyle(), list(line.get_ydata())) for line in ax.get_lines() if len(line.get_xdata()) > 2]
     assert ("-", [0.0, -0.04, -0.08, -0.12]) in [(s, pytest.approx(y)) for s, y in styles]
@@ -224,3 +229,41 @@ def test_errors_are_one_line_with_exit_2(tmp_path, setup, expected) -> None:
     assert result.exit_code == 2, result.output
     assert expected in error_line(result)
     assert not list(tmp_path.rglob("*.png"))
+
+
+def test_series_colours_integer_steps_and_random_weights_in_the_title(tmp_path) -> None:
+    from matplotlib.colors import to_hex
+
+    def random_run(name: str, steps: int):
+        folder = make_run(tmp_path, name, steps=steps)
+        (folder / "train.json").write_text(json.dumps({"loss": "pgdpo", "random_weights": True}), encoding="utf-8")
+        return load_run(folder)
+
+    run = random_run("short", 3)  # 3 steps: a default axis would put ticks at 1.5, 2.5
+    assert run.random_weights
+    figure = _drawn(plot_training, [run], tmp_path / "out")[0]
+    assert "random weights" in figure.get_suptitle()
+    rewards = next(ax for ax in figure.axes if ax.get_title() == "rewards")
+    colours = {to_hex(line.get_color()) for line in rewards.get_lines() if len(line.get_xdata()) == 3}
+    assert len(colours) == 3  # chosen, rejected and margins each in its own colour
+    legend = {text.get_text(): to_hex(handle.get_color())
+              for text, handle in zip(rewards.get_legend().get_texts(), rewards.get_legend().legend_handles)}
+    assert set(legend) == {"chosen", "rejected", "margins"} and set(legend.values()) == colours
+    for ax in figure.axes:
+        if ax.get_visible():
+            low, high = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if low <= t <= high]
+            assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
+    likelihood = _drawn(plot_likelihood, [random_run("long", 8)], tmp_path / "out")[0].axes[0]
+    assert likelihood.get_title() == LIKELIHOOD_TITLE + " (random weights)"
+    assert len({to_hex(line.get_color()) for line in likelihood.get_lines() if len(line.get_xdata()) > 2}) == 2
+
+
+def test_several_runs_name_the_random_weight_one(tmp_path) -> None:
+    random_run = make_run(tmp_path, "a", method="dpo")
+    (random_run / "train.json").write_text(json.dumps({"loss": "dpo", "random_weights": True}), encoding="utf-8")
+    runs = [load_run(random_run), load_run(make_run(tmp_path, "b", method="pgdpo"))]
+    figure = _drawn(plot_training, runs, tmp_path / "out")[0]
+    assert "random weights" not in figure.get_suptitle()
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert labels == ["dpo (random weights)", "pgdpo"]

@@ -56,7 +56,8 @@ def test_materialize_writes_the_contract(tmp_path: Path) -> None:
     ]
     summary = RunDir(tmp_path).materialize(tasks, columns, records)
     scores = pd.read_csv(tmp_path / "scores.csv")
-    assert list(scores.columns) == ["video", "prompt", "e.s", "f"]
+    assert list(scores.columns) == ["video", "prompt", "e.s", "f", "model_random_weights", "e.s.random_weights",
+                                    "f.random_weights"]
     assert scores["f"].tolist() == [2.0, 4.0] and math.isnan(scores["e.s"][1])
     errors = pd.read_csv(tmp_path / "errors.csv")
     assert errors.to_dict("records") == [{"video": "b.mp4", "evaluator": "e", "error": "decode: broken"}]
@@ -68,14 +69,18 @@ def test_materialize_writes_the_contract(tmp_path: Path) -> None:
     assert set(pd.read_csv(tmp_path / "summary.csv")["score"]) == {"e.s", "f"}
     assert not list(tmp_path.glob(".*.tmp"))
     assert "random_weights" not in scores.columns and on_disk["scores"]["f"]["random_weights"] is False
+    assert not scores["f.random_weights"].any() and scores.model_random_weights.isna().all()
 
 
 def test_random_weight_columns_are_labelled_in_every_file(tmp_path: Path) -> None:
     tasks = [VideoTask("a.mp4", tmp_path / "a.mp4", "p")]
     columns = {"f": ("f", ScoreSpec("f", True)), "g": ("g", ScoreSpec("g", True))}
     records = [Record("a.mp4", "f", {"f": 1.0}), Record("a.mp4", "g", {"g": 2.0})]
-    RunDir(tmp_path).materialize(tasks, columns, records, random_columns=("g",))
+    RunDir(tmp_path).materialize(tasks, columns, records, random_columns=("g",), model_random_weights=True)
     assert pd.read_csv(tmp_path / "scores.csv").random_weights.tolist() == ["g"]
+    typed = pd.read_parquet(tmp_path / "scores.parquet")
+    assert typed[["model_random_weights", "f.random_weights", "g.random_weights"]].iloc[0].tolist() == [True, False, True]
+    assert str(typed["g.random_weights"].dtype) == "boolean"
     assert pd.read_parquet(tmp_path / "scores.parquet").random_weights.tolist() == ["g"]
     assert pd.read_csv(tmp_path / "summary.csv").set_index("score").random_weights.to_dict() == {"f": False, "g": True}
     assert json.loads((tmp_path / "summary.json").read_text())["scores"]["g"]["random_weights"] is True

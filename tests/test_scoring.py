@@ -48,7 +48,11 @@ def test_flicker_equals_vbench_formula_and_broken_files_are_reported(videos, tmp
     register(test_evaluators["brightness"])
     result = run_scoring(options(directory, tmp_path / "run", "temporal_flicker", "brightness_test"))
     scores = pd.read_csv(tmp_path / "run" / "scores.csv")
-    assert list(scores.columns) == ["video", "prompt", "temporal_flicker", "brightness_test"]
+    assert list(scores.columns) == ["video", "prompt", "temporal_flicker", "brightness_test", "model_random_weights",
+                                    "temporal_flicker.random_weights", "brightness_test.random_weights"]
+    # videos made elsewhere: whether their model had random weights is unknown, not false
+    assert scores.model_random_weights.isna().all() and not scores["temporal_flicker.random_weights"].any()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model_random_weights"] is None
     good = scores[scores.video.str.startswith("video_")]
     for i, array in enumerate(arrays):
         assert good.temporal_flicker.iloc[i] == pytest.approx(vbench_flicker(array), abs=1e-6)
@@ -138,7 +142,7 @@ def test_ctrl_c_then_rerun_completes_without_duplicates(videos, tmp_path, regist
     assert result.resumed and result.exit_code == 0
     final = pd.read_csv(tmp_path / "run" / "scores.csv")
     assert final.video.tolist() == [f"video_{i}.mp4" for i in range(5)]
-    assert final.notna().all().all()
+    assert final.drop(columns="model_random_weights").notna().all().all()  # unknown for videos made elsewhere
     journal = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     pairs = [(r["video"], r["evaluator"]) for r in journal]
     assert len(pairs) == len(set(pairs)) == 10

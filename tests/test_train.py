@@ -286,7 +286,13 @@ def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path: Path, pairs_fi
 
 def test_full_finetune_saves_a_denoiser_eval_loads(tmp_path: Path, pairs_file: Path) -> None:
     out = tmp_path / "full"
-    run_training(config_for(pairs_file, out, loss="dpo", finetune="full", max_steps=1, checkpoint_every=1))
+    stages: list[str] = []
+    # a step of 6 pairs from 4: trained all the same, with a one-line warning
+    run_training(config_for(pairs_file, out, loss="dpo", finetune="full", max_steps=1, checkpoint_every=1,
+                            batch_size=3, effective_batch_size=6), on_stage=stages.append)
+    warnings = [s for s in stages if s.startswith("warning:")]
+    assert warnings == ["warning: the effective batch (3 per device x 2 accumulation x 1 process(es) = 6) exceeds "
+                        "the 4 pairs: each step sees some pairs more than once; lower --effective-batch-size"]
     card = json.loads((out / "vbench_pref.json").read_text())
     assert card["denoiser"] == "checkpoints/step-000001/denoiser"
     assert (out / "checkpoints/step-000001/denoiser/config.json").is_file()

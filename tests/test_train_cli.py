@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from vbench_pref.cli._progress import INTERVAL_ENV
 from vbench_pref.train.config import TrainConfig
 
 pytest.importorskip("diffusers")
@@ -25,7 +28,18 @@ def pairs_dir(run_cli, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_pairs_train_eval_plot(run_cli, pairs_dir: Path) -> None:
+def test_pairs_of_a_random_weight_model_say_so(pairs_dir: Path) -> None:
+    pairs = [json.loads(line) for line in (pairs_dir / "pairs" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(p["random_weights"] and p["model_random_weights"] for p in pairs)
+    assert not any(p["reward_random_weights"] for p in pairs)  # temporal_flicker has no weights
+    frame = pd.read_parquet(pairs_dir / "pairs" / "pairs.parquet")
+    assert frame.random_weights.all() and frame.model_random_weights.all() and not frame.reward_random_weights.any()
+    reward_run = json.loads((pairs_dir / "pairs" / "reward" / "run.json").read_text())
+    assert reward_run["model_random_weights"] is True
+
+
+def test_pairs_train_eval_plot(run_cli, pairs_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv(INTERVAL_ENV, "0")  # a line per step: stderr is a pipe, as in a Slurm log
     (pairs_dir / "run.yaml").write_text("loss: dpo\nbeta: 500\nlora-rank: 4\nmax-steps: 50\n")
     result = run_cli(
         pairs_dir, "train-pgdpo", "--config", "run.yaml", "--model", "builtin:tiny-wan", "--pairs",
@@ -34,6 +48,9 @@ def test_pairs_train_eval_plot(run_cli, pairs_dir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "trained pgdpo (random weights): steps 1-2" in result.stdout
+    assert re.search(r"^training: 1/2 steps \(50%\), [\d.]+ (steps/s|s/step), elapsed [\d:]+, ETA [\d:]+, loss ",
+                     result.stderr, re.M), result.stderr
+    assert re.search(r"^training: 2/2 steps \(100%\), .*, done", result.stderr, re.M), result.stderr
     recorded = json.loads((pairs_dir / "trained" / "train.json").read_text())
     # the command line wins over the file, the file over the defaults
     assert (recorded["loss"], recorded["beta"], recorded["lora_rank"], recorded["max_steps"]) == ("pgdpo", 500.0, 4, 2)
@@ -43,6 +60,10 @@ def test_pairs_train_eval_plot(run_cli, pairs_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     run = json.loads((pairs_dir / "scored" / "run" / "run.json").read_text())
     assert run["method"] == "pgdpo" and run["model"] == "builtin:tiny-wan (random weights)"
+    assert run["model_random_weights"] is True
+    scores = pd.read_csv(pairs_dir / "scored" / "run" / "scores.csv")
+    assert scores.model_random_weights.all() and not scores["temporal_flicker.random_weights"].any()
+    assert re.search(r"^generating: 5/5 videos \(100%\), .*, done", result.stderr, re.M), result.stderr
 
     result = run_cli(pairs_dir, "plot-training", "trained")
     assert result.returncode == 0, result.stderr

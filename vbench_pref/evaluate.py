@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from vbench_pref.generate.models import LoadedModel, load_model
 from vbench_pref.generate.prompts import PromptSuite, bundled_dir, load_suite
 from vbench_pref.generate.runner import GenerationResult, generate
 from vbench_pref.scoring import DTYPES, ScoreOptions, ScoreResult, resolve_device, run_scoring
+
+log = logging.getLogger(__name__)
 
 RUNS_LIST_SUFFIX = ".runs.txt"
 
@@ -122,6 +125,7 @@ def generate_videos(
     suite = suite or load_suite(opts.prompts)
     device = resolve_device(procs.device(opts.device))
     dtype = resolve_dtype(opts.dtype, device)
+    log.info("loading the model %s on %s", opts.model, device)
     model = load_model(opts.model, device, DTYPES[dtype], opts.base_model)
     settings = settings_for(model, opts)
     result = generate(

@@ -29,7 +29,7 @@ from vbench_pref.scoring import ScoreOptions, run_scoring
 PAIR_MODES = ("best_worst", "all")
 PAIR_COLUMNS = [
     "prompt_id", "prompt", "image", "chosen", "rejected", "chosen_score", "rejected_score", "margin",
-    "chosen_seed", "rejected_seed", "reward", "random_weights",
+    "chosen_seed", "rejected_seed", "reward", "random_weights", "model_random_weights", "reward_random_weights",
 ]
 
 
@@ -102,12 +102,21 @@ class PairResult:
     prompts_without_pair: int
     jsonl: Path
     parquet: Path
-    random_weights: bool
+    model_random_weights: bool  # the videos' generator
+    reward_random_weights: bool  # the reward evaluator
+
+    @property
+    def random_weights(self) -> bool:
+        return self.model_random_weights or self.reward_random_weights
 
 
 def build_pairs(manifest: list[dict[str, Any]], scores: pd.DataFrame, reward: Reward, mode: str, min_margin: float,
-                videos_prefix: str, random_weights: bool) -> list[dict[str, Any]]:
-    """Pair records of every prompt, in manifest order."""
+                videos_prefix: str, model_random_weights: bool, reward_random_weights: bool) -> list[dict[str, Any]]:
+    """Pair records of every prompt, in manifest order.
+
+    ``random_weights`` is true when the videos' generator or the reward has random weights (each is recorded
+    too): such pairs are for smoke tests only.
+    """
     values = dict(zip(scores["video"].astype(str), scores[reward.column].astype(float)))
     by_prompt: dict[str, list[dict[str, Any]]] = {}
     for entry in manifest:
@@ -128,7 +137,9 @@ def build_pairs(manifest: list[dict[str, Any]], scores: pd.DataFrame, reward: Re
                 "chosen_seed": chosen.seed,
                 "rejected_seed": rejected.seed,
                 "reward": reward.column,
-                "random_weights": random_weights,
+                "random_weights": model_random_weights or reward_random_weights,
+                "model_random_weights": model_random_weights,
+                "reward_random_weights": reward_random_weights,
             })
     return records
 
@@ -137,6 +148,8 @@ def run_pairs(
     opts: PairOptions,
     on_generation_start: Callable[[int, int], None] | None = None,
     on_video: Callable[[], None] | None = None,
+    on_scoring_start: Callable[[int, int, dict[str, str], bool], None] | None = None,
+    on_scored: Callable[[], None] | None = None,
 ) -> PairResult:
     if opts.generation.n < 2:
         raise VbenchPrefError("--n must be at least 2: a pair needs two videos of the same prompt")
@@ -155,18 +168,20 @@ def run_pairs(
             device=opts.generation.device, batch_size=opts.score_batch_size, model=model.label, method="pairs",
             seed=opts.generation.seed, command=opts.command,
         ),
-        procs=procs,
+        on_start=on_scoring_start, on_video=on_scored, procs=procs,
     )
     jsonl, parquet = opts.out / "pairs.jsonl", opts.out / "pairs.parquet"
-    random_weights = bool(scored.summary.get("scores", {}).get(reward.column, {}).get("random_weights"))
+    reward_random = bool(scored.summary.get("scores", {}).get(reward.column, {}).get("random_weights"))
     if not procs.is_main:
-        return PairResult(opts.out, 0, len(suite.entries), 0, jsonl, parquet, random_weights)
+        return PairResult(opts.out, 0, len(suite.entries), 0, jsonl, parquet, model.random_weights, reward_random)
     scores = pd.read_parquet(scored.run_dir / "scores.parquet")
-    records = build_pairs(generation.entries, scores, reward, opts.mode, opts.min_margin, "videos", random_weights)
+    records = build_pairs(generation.entries, scores, reward, opts.mode, opts.min_margin, "videos",
+                          model.random_weights, reward_random)
     atomic_write_text(jsonl, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     with atomic_path(parquet) as tmp:
         pd.DataFrame(records, columns=PAIR_COLUMNS).to_parquet(tmp, index=False)
     paired = {r["prompt_id"] for r in records}
     return PairResult(
-        opts.out, len(records), len(suite.entries), len(suite.entries) - len(paired), jsonl, parquet, random_weights
+        opts.out, len(records), len(suite.entries), len(suite.entries) - len(paired), jsonl, parquet,
+        model.random_weights, reward_random,
     )

@@ -194,11 +194,14 @@ class RunDir:
         columns: dict[str, tuple[str, ScoreSpec]],
         records: list[Record],
         random_columns: tuple[str, ...] = (),
+        model_random_weights: bool | None = None,
     ) -> dict[str, Any]:
         """Rewrite scores/errors/summary from the journal. ``columns``: column -> (evaluator, spec).
 
         Columns in ``random_columns`` come from random-weight smoke-test models: every file says so (a
-        ``random_weights`` column in scores.csv and summary.csv, a flag in summary.json).
+        ``random_weights`` column in scores.csv and summary.csv, a flag in summary.json). scores.csv also
+        holds it as data: a boolean ``<column>.random_weights`` per score column and ``model_random_weights``
+        for the model that made the videos (empty when unknown, e.g. videos made elsewhere).
         """
         latest = latest_records(records)
         prompts = {t.video: t.prompt for t in tasks}
@@ -217,6 +220,9 @@ class RunDir:
         scores = scores.astype({"video": "string", "prompt": "string", **{c: "float64" for c in columns}})
         if random_columns:
             scores["random_weights"] = pd.Series([";".join(random_columns)] * len(scores), dtype="string")
+        scores["model_random_weights"] = pd.Series([model_random_weights] * len(scores), dtype="boolean")
+        for column in columns:
+            scores[f"{column}.random_weights"] = pd.Series([column in random_columns] * len(scores), dtype="boolean")
         errors = pd.DataFrame(
             [
                 {"video": r.video, "evaluator": r.evaluator, "error": r.error}

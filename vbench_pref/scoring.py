@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import platform
 import subprocess
 import sys
@@ -40,6 +41,8 @@ from vbench_pref.distributed import Processes
 from vbench_pref.results import RECORDS, Record, RunDir, latest_records, now_iso, shard_journal
 from vbench_pref.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from vbench_pref.video import FrameSpec, decode_video
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MATERIALIZE_EVERY_S = 5.0
@@ -169,6 +172,17 @@ def column_table(evaluators: Sequence[Evaluator]) -> dict[str, tuple[str, ScoreS
     return table
 
 
+def generation_random_weights(videos: Path) -> bool | None:
+    """Whether the model that made ``videos`` had random weights, from the folder's generation.json (written
+    by ``generate``); None when unknown (videos made elsewhere)."""
+    try:
+        recorded = json.loads((videos / "generation.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = recorded.get("random_weights") if isinstance(recorded, dict) else None
+    return value if isinstance(value, bool) else None
+
+
 def random_weight_columns(evaluators: Sequence[Evaluator]) -> tuple[str, ...]:
     """Score columns computed with random-weight smoke-test models: labelled in every output."""
     return tuple(c for e in evaluators if e.uses_random_weights for c in e.columns())
@@ -231,6 +245,7 @@ class _Engine:
         on_video: Callable[[], None],
         device: torch.device | str = "cpu",
         materializes: bool = True,
+        model_random_weights: bool | None = None,
     ) -> None:
         self.opts = opts
         self.evaluators = list(evaluators)
@@ -239,6 +254,7 @@ class _Engine:
         self.records = records
         self.columns = column_table(evaluators)
         self.random_columns = random_weight_columns(evaluators)
+        self.model_random_weights = model_random_weights
         self.on_video = on_video
         self.materializes = materializes  # sharded runs: only the main process writes the views, at the end
         self.last_materialized = time.monotonic()
@@ -386,7 +402,9 @@ class _Engine:
         self.last_materialized = time.monotonic()
         if not self.materializes:
             return {}
-        return self.run_dir.materialize(self.tasks, self.columns, self.records, self.random_columns)
+        return self.run_dir.materialize(
+            self.tasks, self.columns, self.records, self.random_columns, self.model_random_weights
+        )
 
 
 def _check_output(evaluator: Evaluator, values: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -486,6 +504,7 @@ def _provenance(
         "suite": suite_identity(opts, matching),
         "evaluators": [e.provenance() for e in evaluators],
         "random_weights": list(random_weight_columns(evaluators)),
+        "model_random_weights": generation_random_weights(opts.videos),
         "device": str(device),
         "dtype": opts.dtype,
         "seed": opts.seed,
@@ -530,6 +549,7 @@ def run_scoring(
     procs.barrier()  # every process checked the folder before the main one writes to it
     shared = SharedModels()  # models several evaluators use are built once per run
     for evaluator in evaluators:  # weights are read before anything is written
+        log.info("loading evaluator %s", evaluator.name)
         load_evaluator(evaluator, device, DTYPES[opts.dtype], shared)
     previous = run_dir.read_run_json() or {}
     created = previous.get("created", now_iso())
@@ -545,7 +565,8 @@ def run_scoring(
     torch.manual_seed(opts.seed)
     shard = matching.tasks[procs.rank :: procs.world]
     engine = _Engine(
-        opts, evaluators, shard, run_dir, records, on_video or (lambda: None), device, materializes=procs.is_main
+        opts, evaluators, shard, run_dir, records, on_video or (lambda: None), device, materializes=procs.is_main,
+        model_random_weights=provenance["model_random_weights"],
     )
     if on_start is not None:
         on_start(len(shard), len(engine.todo()), skipped, resumed)

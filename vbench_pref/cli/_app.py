@@ -28,6 +28,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")) -> None:
     _state["debug"] = debug
+    from vbench_pref.cli._progress import announce_stages  # _progress imports this module
+
+    announce_stages()
 
 
 def reports_errors(command: F) -> F:

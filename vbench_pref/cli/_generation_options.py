@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vbench_pref.cli._app import console
-from vbench_pref.evaluate import GenerationOptions
+from vbench_pref.cli._progress import Progress
+
+if TYPE_CHECKING:
+    from vbench_pref.evaluate import GenerationOptions
 
 MODEL = typer.Option(
     ..., "--model", "-m",
@@ -36,6 +38,8 @@ def generation_options(
     steps: Optional[int], guidance: Optional[float], fps: Optional[int], negative_prompt: Optional[str], dtype: str,
     device: str, gen_batch_size: int, base_model: Optional[str],
 ) -> GenerationOptions:
+    from vbench_pref.evaluate import GenerationOptions
+
     return GenerationOptions(
         model=model, prompts=prompts, n=n, seed=seed, frames=frames, height=height, width=width, steps=steps,
         guidance=guidance, fps=fps, negative_prompt=negative_prompt, dtype=dtype, device=device,
@@ -45,11 +49,8 @@ def generation_options(
 
 def generation_progress() -> tuple[Progress, Callable[[int, int], None], Callable[[], None]]:
     """A progress bar and the (on_start, on_video) callbacks the generator reports to."""
-    progress = Progress(
-        TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    )
-    task_id = progress.add_task("videos", total=None)
+    progress = Progress()
+    task_id = progress.add("generating", "video")
 
     def on_start(total: int, todo: int) -> None:
         if total > todo:

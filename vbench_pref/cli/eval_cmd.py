@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from vbench_pref.cli import _generation_options as g
 from vbench_pref.cli._app import app, argv, console, out, reports_errors
 from vbench_pref.cli.score import parse_evaluator_options, score_and_report
-from vbench_pref.distributed import Processes
-from vbench_pref.evaluate import EvalOptions, run_eval
-from vbench_pref.scoring import ScoreOptions, ScoreResult
+
+if TYPE_CHECKING:
+    from vbench_pref.distributed import Processes
+    from vbench_pref.scoring import ScoreOptions, ScoreResult
 
 
 @app.command("eval")
@@ -38,6 +39,8 @@ def eval_command(
     reported: list[str] = typer.Option([], "--reported", help="Reported results shown beside it (e.g. pgdpo_paper)."),
 ) -> None:
     """Generate, score, add to the leaderboard; rerun the same command to reuse videos and scores."""
+    from vbench_pref.evaluate import EvalOptions, run_eval
+
     generation = g.generation_options(
         model, prompts, n, seed, frames, height, width, steps, guidance, fps, negative_prompt, dtype, device,
         gen_batch_size, base_model,

@@ -7,7 +7,6 @@ import json
 import typer
 from rich.table import Table
 
-from vbench_pref import registry
 from vbench_pref.cli._app import app, out, reports_errors
 
 
@@ -17,6 +16,8 @@ def evaluators_command(
     as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON."),
 ) -> None:
     """List every evaluator (built-in and plug-in) with its card."""
+    from vbench_pref import registry
+
     cards = [cls.card() for cls in registry.available().values()]
     if as_json:
         out.print_json(json.dumps(cards))

@@ -9,8 +9,6 @@ import typer
 
 from vbench_pref.cli import _generation_options as g
 from vbench_pref.cli._app import app, console, reports_errors
-from vbench_pref.distributed import processes
-from vbench_pref.evaluate import generate_videos
 
 
 @app.command("generate")
@@ -24,6 +22,9 @@ def generate_command(
     gen_batch_size: int = g.GEN_BATCH, base_model: Optional[str] = g.BASE_MODEL,
 ) -> None:
     """Generate N videos per prompt; rerun the same command to resume."""
+    from vbench_pref.distributed import processes
+    from vbench_pref.evaluate import generate_videos
+
     opts = g.generation_options(
         model, prompts, n, seed, frames, height, width, steps, guidance, fps, negative_prompt, dtype, device,
         gen_batch_size, base_model,

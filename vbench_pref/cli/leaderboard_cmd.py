@@ -7,10 +7,8 @@ from pathlib import Path
 
 import typer
 
-from vbench_pref import registry
 from vbench_pref.cli._app import app, console, out, reports_errors
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.leaderboard import output_paths, run as build_and_write
 
 
 def bundled_reported() -> dict[str, Path]:
@@ -32,6 +30,8 @@ def resolve_reported(name: str) -> Path:
 
 
 def registry_directions() -> dict[str, bool]:
+    from vbench_pref import registry
+
     return {
         column: spec.higher_is_better
         for cls in registry.available().values()
@@ -40,6 +40,8 @@ def registry_directions() -> dict[str, bool]:
 
 
 def write_leaderboard(run_dirs: list[Path], reported: list[str], prefix: Path, skip_unreadable: bool = False) -> Path:
+    from vbench_pref.leaderboard import output_paths, run as build_and_write
+
     board = build_and_write(
         run_dirs, [resolve_reported(r) for r in reported], prefix, directions=registry_directions(),
         skip_unreadable=skip_unreadable,
@@ -62,6 +64,8 @@ def leaderboard_command(
 
     Two runs giving the same column for the same suite, model and method: the newer one is shown, with a warning.
     """
+    from vbench_pref.leaderboard import output_paths
+
     if not runs and not reported:
         raise VbenchPrefError("give at least one run folder or --reported file")
     markdown = write_leaderboard(list(runs or []), list(reported), prefix)

@@ -10,7 +10,6 @@ import typer
 from vbench_pref.cli import _generation_options as g
 from vbench_pref.cli._app import app, argv, console, reports_errors
 from vbench_pref.cli.score import parse_evaluator_options
-from vbench_pref.pairs import PairOptions, run_pairs
 
 
 @app.command("pairs")
@@ -29,6 +28,8 @@ def pairs_command(
     options: list[str] = typer.Option([], "--option", "-O", help="Reward evaluator option EVALUATOR.OPTION=VALUE."),
 ) -> None:
     """Generate N videos per prompt, score them with the reward, write (chosen, rejected) pairs."""
+    from vbench_pref.pairs import PairOptions, run_pairs
+
     generation = g.generation_options(
         model, prompts, n, seed, frames, height, width, steps, guidance, fps, negative_prompt, dtype, device,
         gen_batch_size, base_model,
@@ -38,10 +39,18 @@ def pairs_command(
         evaluator_options=parse_evaluator_options(list(options)), command=argv(),
     )
     progress, on_start, on_video = g.generation_progress()
+    scoring: list[int] = []
+
+    def on_scoring_start(total: int, todo: int, *_: object) -> None:
+        scoring.append(progress.add("scoring the reward", "video", total=todo))
+
     with progress:
-        result = run_pairs(opts, on_start, on_video)
+        result = run_pairs(opts, on_start, on_video, on_scoring_start=on_scoring_start,
+                           on_scored=lambda: progress.advance(scoring[0]))
     if result.random_weights:
-        console.print("[yellow]the reward used random weights: these pairs are for smoke tests only[/]", highlight=False)
+        which = " and ".join(name for name, random in (("the model", result.model_random_weights),
+                                                      ("the reward", result.reward_random_weights)) if random)
+        console.print(f"[yellow]{which} used random weights: these pairs are for smoke tests only[/]", highlight=False)
     console.print(
         f"{result.pairs} pairs from {result.prompts} prompts ({result.prompts_without_pair} without a pair) "
         f"-> {result.jsonl}, {result.parquet}",

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from vbench_pref.cli._app import app, argv, console, out, reports_errors
-from vbench_pref.distributed import Processes
+from vbench_pref.cli._progress import Progress
 from vbench_pref.errors import EXIT_INTERRUPTED, VbenchPrefError
-from vbench_pref.scoring import RunInterrupted, ScoreOptions, ScoreResult, run_scoring
+
+if TYPE_CHECKING:
+    from vbench_pref.distributed import Processes
+    from vbench_pref.scoring import ScoreOptions, ScoreResult
 
 
 def parse_evaluator_options(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -50,16 +52,17 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None or value != value else f"{value:.4f}"
 
 
-def score_and_report(opts: ScoreOptions, procs: Processes = Processes()) -> ScoreResult:
+def score_and_report(opts: ScoreOptions, procs: Processes | None = None) -> ScoreResult:
     """Run the engine with a progress bar, print the summary; raise typer.Exit on Ctrl-C.
 
     Under several processes each shows its own shard's progress and the main one prints the summary.
     """
-    progress = Progress(
-        TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
-    )
-    task_id = progress.add_task("videos", total=None)
+    from vbench_pref.distributed import Processes
+    from vbench_pref.scoring import RunInterrupted, run_scoring
+
+    procs = procs if procs is not None else Processes()
+    progress = Progress()
+    task_id = progress.add("scoring", "video")
 
     def on_start(total: int, todo: int, skipped: dict[str, str], resumed: bool) -> None:
         for name, reason in skipped.items():
@@ -117,6 +120,8 @@ def score_command(
     ),
 ) -> None:
     """Score every video of a folder; rerun the same command to resume. Exit 3 if some videos failed."""
+    from vbench_pref.scoring import ScoreOptions
+
     opts = ScoreOptions(
         videos=videos, out=out_dir, prompts=prompts, evaluators=list(evaluators),
         evaluator_options=parse_evaluator_options(list(options)), device=device, dtype=dtype,

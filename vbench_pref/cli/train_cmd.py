@@ -7,14 +7,15 @@ Every TrainConfig field is an option with the field's help text; an option left 
 from __future__ import annotations
 
 import inspect
+import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vbench_pref.cli._app import app, console, out, reports_errors
+from vbench_pref.cli._progress import Progress
 from vbench_pref.train.config import TrainConfig, build_config, field_types
 
 
@@ -54,22 +55,21 @@ def _train(config: Optional[Path] = None, resume: bool = False, **given: Any) ->
     from vbench_pref.train.trainer import run_training
 
     settings = build_config(config, given)
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=console, transient=True,
-    )
+    progress = Progress()
     tasks: dict[str, Any] = {}
+    stage_started = [time.monotonic()]
 
     def on_stage(message: str) -> None:
+        stage_started[0] = time.monotonic()  # the last stage before the first step is the training itself
         console.print(message, highlight=False)
 
     def on_precompute(total: int) -> Callable[[], None]:
-        task = progress.add_task("encoding pairs", total=total, status="")
-        return lambda: progress.advance(task)
+        return progress.ticker("encoding pairs", "pair", total)
 
     def on_step(step: int, total: int, row: dict[str, Any]) -> None:
         if "train" not in tasks:
-            tasks["train"] = progress.add_task("training", total=total, completed=step - 1, status="")
+            tasks["train"] = progress.add("training", "step", total=total, completed=step - 1,
+                                          started=stage_started[0])
         loss = row.get("loss")
         status = "skipped (non-finite)" if row["skipped"] else f"loss {loss:.4g}" if loss is not None else ""
         progress.update(tasks["train"], completed=step, status=status)
@@ -98,15 +98,8 @@ def _precompute(config: Optional[Path] = None, **given: Any) -> None:
     values = {k: v for k, v in given.items() if v is not None}
     values.setdefault("out", "-")  # precompute writes no run folder
     settings = build_config(config, values)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        holder: dict[str, Any] = {}
-
-        def on_precompute(total: int) -> Callable[[], None]:
-            holder["task"] = progress.add_task("encoding pairs", total=total)
-            return lambda: progress.advance(holder["task"])
-
-        cache = run_precompute(settings, on_precompute)
+    with Progress() as progress:
+        cache = run_precompute(settings, lambda total: progress.ticker("encoding pairs", "pair", total))
     out.print(f"latent cache ready: {cache}", highlight=False)
 
 

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vbench_pref import registry, weights
+from vbench_pref import weights
 from vbench_pref.cli._app import app, console, out, reports_errors
 from vbench_pref.errors import EXIT_USAGE, VbenchPrefError, WeightsMissingError
 from vbench_pref.weights import WeightSpec
@@ -24,6 +24,8 @@ app.add_typer(weights_app, name="weights")
 
 def _select(names: list[str]) -> list[WeightSpec]:
     """Manifest entries for NAMEs (entry names or evaluator names), in order, without duplicates."""
+    from vbench_pref import registry
+
     manifest = weights.all_weight_specs()
     evaluators = registry.available()
     selected: dict[str, WeightSpec] = {}

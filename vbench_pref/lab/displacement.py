@@ -308,6 +308,21 @@ def _pair_snapshots(params: Params, reference: Params, model: torch.nn.Module, s
     return snapshots
 
 
+COMMITTED_REPORT = "results/lab/displacement"  # made with the LabConfig defaults
+
+
+def comparability_note(config: LabConfig) -> str | None:
+    """Why this run's verdicts cannot be set beside the committed report's (fewer steps or seeds), or None."""
+    committed = LabConfig()
+    if config.steps >= committed.steps and len(config.seeds) >= len(committed.seeds):
+        return None
+    return (
+        f"this run ({config.steps} steps, {len(config.seeds)} seed(s)) is shorter than the committed one in "
+        f"{COMMITTED_REPORT} ({committed.steps} steps, {len(committed.seeds)} seeds): its verdicts are not "
+        "comparable with the committed run's"
+    )
+
+
 @dataclass
 class LabResult:
     out: Path
@@ -342,7 +357,8 @@ def run_lab(config: LabConfig, out: Path, command: list[str] | None = None,
     for name, table in (("metrics.csv", metrics), ("pairs.csv", pairs)):
         with atomic_path(out / name) as tmp:
             table.to_csv(tmp, index=False, float_format="%.9g")
-    record = {**_config_record(config), "seconds": round(seconds, 1), "command": " ".join(command or [])}
+    record = {**_config_record(config), "seconds": round(seconds, 1), "command": " ".join(command or []),
+              "not_comparable": comparability_note(config)}
     atomic_write_text(out / "config.json", json.dumps(record, indent=2) + "\n")
     report = write_report(out, metrics, pairs, record)
     return LabResult(out, report, metrics, pairs, seconds)

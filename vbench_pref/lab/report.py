@@ -921,6 +921,8 @@ def _config_value(value: Any) -> str:
 
 def _how_made(config: dict[str, Any], metrics: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     lines = ["## How this was made", ""]
+    if config.get("not_comparable"):
+        lines += [f"**Not comparable:** {config['not_comparable']}.", ""]
     command = config.get("command")
     if command:
         shown = " ".join(command) if isinstance(command, (list, tuple)) else str(command)
@@ -933,7 +935,8 @@ def _how_made(config: dict[str, Any], metrics: pd.DataFrame, pairs: pd.DataFrame
     seconds = config.get("seconds")
     if isinstance(seconds, (int, float)) and math.isfinite(float(seconds)):
         lines.append(f"- Wall time: {float(seconds):.1f} s ({float(seconds) / 60.0:.2f} min)")
-    shown_keys = {"command", "steps", "seeds", "losses", "k1", "k2", "k1_sweep", "k2_sweep", "lr", "seconds"}
+    shown_keys = {"command", "steps", "seeds", "losses", "k1", "k2", "k1_sweep", "k2_sweep", "lr", "seconds",
+                  "not_comparable"}
     others = sorted(key for key in config if key not in shown_keys)
     if others:
         lines.append("- Other settings (model sizes etc.): "

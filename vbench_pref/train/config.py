@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.train.losses import IPR_MODES, LOSSES, SLIC_MARGINS, LossOptions
+from vbench_pref.train.loss_options import IPR_MODES, LOSS_NAMES as LOSSES, SLIC_MARGINS, LossOptions
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:

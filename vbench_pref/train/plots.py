@@ -39,6 +39,9 @@ LIKELIHOOD_TITLE = "log-likelihood proxy on the probe set (-MSE, change since st
 # Columns that stay meaningful on a skipped step (the schedule moves on); every other metric is a gap there.
 _KEPT_ON_SKIP = ("epoch", "lr", "skipped")
 _DPI = 110
+# One run: each series of a panel in its own colour (and line style); several runs: colour means the run.
+SERIES_COLOURS = {"chosen": "tab:green", "rejected": "tab:red", "margins": "tab:blue"}
+RANDOM_WEIGHTS = "random weights"
 
 
 @dataclass
@@ -54,6 +57,7 @@ class TrainingRun:
     method: str | None
     metrics: pd.DataFrame
     probe: pd.DataFrame | None
+    random_weights: bool = False  # the trained model's base had random weights (train.json)
 
     @property
     def label(self) -> str:
@@ -126,17 +130,21 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def _method(run_dir: Path) -> str | None:
-    """The method name from train.json (its ``loss``); None when the file is absent or unreadable.
+def _train_json(run_dir: Path) -> dict[str, Any]:
+    """train.json, or {} when the file is absent or unreadable.
 
-    The name only labels the legend, so a damaged config falls back to the folder name rather than
-    stopping the plot.
+    It only labels the plots, so a damaged config falls back to the folder name rather than stopping them.
     """
     try:
         config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    method = config.get("loss") if isinstance(config, dict) else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _method(run_dir: Path) -> str | None:
+    """The method name from train.json (its ``loss``); None when absent."""
+    method = _train_json(run_dir).get("loss")
     return str(method) if method not in (None, "") else None
 
 
@@ -162,6 +170,7 @@ def load_run(run_dir: str | Path) -> TrainingRun:
         method=_method(folder),
         metrics=_frame(metrics_rows),
         probe=_frame(probe_rows) if probe_rows else None,
+        random_weights=_train_json(folder).get("random_weights") is True,
     )
 
 
@@ -201,12 +210,37 @@ def _line(ax: Axes, frame: pd.DataFrame, column: str, **style: Any) -> None:
         ax.plot(steps[alone], values[alone], linestyle="none", marker=".", color=style.get("color"))
 
 
-def _series_legend(ax: Axes, styles: Sequence[tuple[str, str]]) -> None:
-    """A legend of line styles (what each series is), drawn in grey since colour means the run."""
+def _series_legend(ax: Axes, styles: Sequence[tuple[str, str]], coloured: bool) -> None:
+    """A legend of what each series is: its line style, and its colour unless colour means the run (grey)."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color="0.3", linestyle=style, label=label) for label, style in styles]
+    handles = [Line2D([], [], color=_series_colour(label) if coloured else "0.3", linestyle=style, label=label)
+               for label, style in styles]
     ax.legend(handles=handles, fontsize="small", loc="best")
+
+
+def _series_colour(label: str, default: str = "C0") -> str:
+    return SERIES_COLOURS.get(label, default)
+
+
+def _axes_in_steps(ax: Axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no tick at step 2.5
+
+
+def _random_suffix(runs: Sequence[TrainingRun]) -> str:
+    """Title suffix when every plotted run trained a random-weight model (a smoke test)."""
+    return f" ({RANDOM_WEIGHTS})" if runs and all(run.random_weights for run in runs) else ""
+
+
+def _legend_labels(runs: Sequence[TrainingRun]) -> list[str]:
+    """Run labels; when only some runs are random-weight, those say so in the legend."""
+    labels = run_labels(runs)
+    if _random_suffix(runs):
+        return labels
+    return [f"{label} ({RANDOM_WEIGHTS})" if run.random_weights else label for label, run in zip(labels, runs)]
 
 
 def _panels(runs: Sequence[TrainingRun]) -> list[tuple[str, list[tuple[str, str, str]], str]]:
@@ -248,8 +282,9 @@ def plot_training(runs: Sequence[TrainingRun], out: str | Path) -> Path:
 
     if not runs:
         raise VbenchPrefError("no runs to plot")
-    labels = run_labels(runs)
+    labels = _legend_labels(runs)
     panels = _panels(runs)
+    coloured = len(runs) == 1
     columns = 2 if len(panels) > 1 else 1
     rows = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(6.0 * columns, 3.2 * rows + 0.6), layout="constrained")
@@ -266,23 +301,26 @@ def plot_training(runs: Sequence[TrainingRun], out: str | Path) -> Path:
                                     color=colour, alpha=0.2, linewidth=0)
                 _line(ax, shown, f"{name}/mean", color=colour, linestyle="-", linewidth=1.2)
             else:
-                for column, _, style in series:
-                    _line(ax, shown, column, color=colour, linestyle=style, linewidth=1.2)
+                for column, label, style in series:
+                    shade = _series_colour(label, colour) if coloured and len(series) > 1 else colour
+                    _line(ax, shown, column, color=shade, linestyle=style, linewidth=1.2)
         if title == "reward accuracy":
             ax.set_ylim(-0.03, 1.03)
         if title == "rewards":
             ax.axhline(0.0, color="0.6", linewidth=0.8, zorder=0)
         if len(series) > 1:
-            _series_legend(ax, [(label, style) for _, label, style in series])
+            _series_legend(ax, [(label, style) for _, label, style in series], coloured)
         ax.set_title(title)
-        ax.set_xlabel("step")
+        _axes_in_steps(ax)
         ax.grid(True, alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
+    suffix = _random_suffix(runs)
     if len(runs) == 1:
-        figure.suptitle(f"training: {labels[0]} ({runs[0].name})" if runs[0].method else f"training: {labels[0]}")
+        named = f"{labels[0]} ({runs[0].name})" if runs[0].method else labels[0]
+        figure.suptitle(f"training: {named}{suffix}")
     else:
-        figure.suptitle(f"training: {len(runs)} runs")
+        figure.suptitle(f"training: {len(runs)} runs{suffix}")
         handles = [Line2D([], [], color=_colour(i), label=label) for i, label in enumerate(labels)]
         figure.legend(handles=handles, loc="outside lower center", ncols=min(len(runs), 4), fontsize="small")
     return _save(figure, Path(out) / TRAINING_PNG)
@@ -309,7 +347,8 @@ def plot_likelihood(runs: Sequence[TrainingRun], out: str | Path) -> Path | None
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    labels = run_labels(runs)
+    labels = _legend_labels(runs)
+    coloured = len(runs) == 1
     probed = [(index, run, label) for index, (run, label) in enumerate(zip(runs, labels)) if run.probe is not None]
     if not probed:
         return None
@@ -325,14 +364,15 @@ def plot_likelihood(runs: Sequence[TrainingRun], out: str | Path) -> Path | None
         for which, style in (("chosen", "-"), ("rejected", "--")):
             delta = _delta(run.probe, which)
             if delta is not None:
-                ax.plot(steps, delta.to_numpy(dtype=float), color=colour, linestyle=style, marker=marker,
+                shade = _series_colour(which) if coloured else colour
+                ax.plot(steps, delta.to_numpy(dtype=float), color=shade, linestyle=style, marker=marker,
                         markersize=3, linewidth=1.4)
         run_handles.append(Line2D([], [], color=colour, label=label))
-    style_handles = [Line2D([], [], color="0.3", linestyle="-", label="chosen"),
-                     Line2D([], [], color="0.3", linestyle="--", label="rejected")]
+    style_handles = [Line2D([], [], color=_series_colour(which) if coloured else "0.3", linestyle=style, label=which)
+                     for which, style in (("chosen", "-"), ("rejected", "--"))]
     ax.legend(handles=(run_handles if len(runs) > 1 else []) + style_handles, fontsize="small", loc="best")
-    ax.set_title(LIKELIHOOD_TITLE)
-    ax.set_xlabel("step")
+    ax.set_title(LIKELIHOOD_TITLE + _random_suffix(runs))
+    _axes_in_steps(ax)
     ax.set_ylabel("Δ log-likelihood proxy")
     ax.grid(True, alpha=0.3)
     return _save(figure, Path(out) / LIKELIHOOD_PNG)

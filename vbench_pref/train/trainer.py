@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -137,6 +138,8 @@ def run_training(
             fill_cache(config, loaded, spec, location, on_precompute, stage)
     cache_dir = location.folder
     cache = LatentCache(cache_dir)
+    if accelerator.is_main_process and config.effective_batch_size > len(cache):
+        stage(oversized_batch_warning(config, accumulation, world, len(cache)))
     _release_encoders(pipeline)
 
     denoiser = getattr(pipeline, loaded.family.denoiser)
@@ -209,6 +212,15 @@ def run_training(
     return TrainResult(out, start, steps_done, skipped, last_checkpoint, loaded.random_weights)
 
 
+def oversized_batch_warning(config: TrainConfig, accumulation: int, world: int, n_pairs: int) -> str:
+    # the epochs run on without a gap, so a step larger than the data holds some pairs twice
+    return (
+        f"warning: the effective batch ({config.batch_size} per device x {accumulation} accumulation x {world} "
+        f"process(es) = {config.effective_batch_size}) exceeds the {n_pairs} pairs: each step sees some pairs "
+        "more than once; lower --effective-batch-size"
+    )
+
+
 def _forget_previous_run_settings() -> None:
     """accelerate keeps one mixed-precision setting per process; a second run in the same process (a sweep,
     a notebook, the tests) may ask for another. The process group itself is kept."""
@@ -250,6 +262,7 @@ def fill_cache(
 def run_precompute(config: TrainConfig, on_precompute: Callable[[int], Callable[[], None]] | None = None) -> Path:
     """``vbench-pref precompute``: load the model and fill the latent cache, nothing else."""
     device = "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    logging.getLogger(__name__).info("loading the model %s on %s", config.model, device)
     loaded = load_model(config.model, device, torch.float32, config.base_model)
     return fill_cache(config, loaded, training_spec(loaded), cache_location(config, loaded), on_precompute, None)
 
