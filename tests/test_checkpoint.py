@@ -140,6 +140,7 @@ def test_a_pickle_in_any_checkpoint_file_never_runs(tmp_path: Path, trained: tup
     run, config = trained
     checkpoint = Path("checkpoints/step-000001")
     files = sorted(p.relative_to(run / checkpoint).as_posix() for p in (run / checkpoint).rglob("*") if p.is_file())
+    assert NEEDED < set(files)  # needed files and others (adapter_config.json, the card, peft's README)
     marker = tmp_path / "marker"
     for number, name in enumerate(files):
         out = _copy(run, tmp_path / f"run{number}")
