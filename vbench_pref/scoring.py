@@ -492,6 +492,7 @@ def run_scoring(
     previous = run_dir.read_run_json() or {}
     created = previous.get("created", now_iso())
     run_dir.path.mkdir(parents=True, exist_ok=True)
+    procs.check_shared(run_dir.path)
     run_dir.repair_journal()
     records = run_dir.read_records()
     provenance = _provenance(opts, evaluators, matching, config, device, created)
