@@ -280,3 +280,19 @@ def test_plugins_with_the_old_load_signature_still_run(videos, tmp_path, registe
     directory, _ = videos
     result = run_scoring(ScoreOptions(videos=directory, out=tmp_path / "run", evaluators=["old_style_test"], device="cpu"))
     assert result.exit_code == 0 and OldStyle.loaded == ["cpu"]
+
+
+def test_named_evaluators_scan_the_plugins_once(monkeypatch, register, test_evaluators) -> None:
+    """Reading every installed package's entry points is the slow part of a lookup: one scan per run."""
+    from vbench_pref import registry
+    from vbench_pref.scoring import build_evaluators
+
+    register(test_evaluators["brightness"], test_evaluators["prompt_length"])
+    scans = []
+    original = registry._plugins
+    monkeypatch.setattr(registry, "_plugins", lambda names: scans.append(1) or original(names))
+    chosen, _ = build_evaluators(["temporal_flicker", "brightness_test", "prompt_length_test"], {}, True)
+    assert [e.name for e in chosen] == ["temporal_flicker", "brightness_test", "prompt_length_test"]
+    assert len(scans) == 1
+    with pytest.raises(VbenchPrefError, match="unknown evaluator 'brightnes'"):
+        build_evaluators(["temporal_flicker", "brightnes"], {}, True)

@@ -104,7 +104,8 @@ def build_evaluators(
         raise VbenchPrefError("an evaluator is selected twice")
     skipped: dict[str, str] = {}
     if names:
-        chosen = [registry.get(n)(**options.get(n, {})) for n in names]
+        known = registry.available()  # one scan of the plug-ins for every name, not one each
+        chosen = [(known[n] if n in known else registry.get(n))(**options.get(n, {})) for n in names]
         if not with_prompts:
             needing = [e.name for e in chosen if e.needs_prompt]
             if needing:
