@@ -123,3 +123,32 @@ def test_an_output_folder_that_is_not_shared_is_refused(cli_environment, tmp_pat
     assert message and message[0].startswith("error: the output folder run"), results[0].stderr
     assert not (nodes[0] / "run" / "videos" / "manifest.jsonl").exists()
     assert not list((nodes[0] / "run" / "videos").glob("*.mp4"))
+
+
+BUILD_ON_RANK_1 = """
+import torch.distributed as dist
+from vbench_pref.distributed import processes
+from vbench_pref.generate.models import ensure_builtin, load_model
+
+procs = processes()
+if procs.rank == 1:
+    ensure_builtin("tiny-wan")
+procs.barrier()
+load_model("builtin:tiny-wan")
+print("loaded on rank", procs.rank)
+dist.destroy_process_group()
+"""
+
+
+def test_a_builtin_built_on_rank_1_loads_everywhere(cli_environment, tmp_path: Path) -> None:
+    """transformers writes nothing from a process whose group rank is not 0: a built-in saved there lacked its
+    text encoder, and no process could load it."""
+    (tmp_path / "build.py").write_text(BUILD_ON_RANK_1)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(_free_port()), "build.py"]
+    result = subprocess.run(command, cwd=tmp_path, env=cli_environment(tmp_path), capture_output=True, text=True,
+                            timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(line for line in result.stdout.splitlines() if line.startswith("loaded")) == [
+        "loaded on rank 0", "loaded on rank 1"]
+    assert (tmp_path / "cache" / "models" / "tiny-wan" / "text_encoder" / "model.safetensors").is_file()
