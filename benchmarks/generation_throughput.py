@@ -14,6 +14,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,18 +23,25 @@ from vbench_pref.generate.prompts import load_suite
 from vbench_pref.generate.runner import generate
 
 
-def wan_1_3b_shaped(device: str) -> object:
-    """Wan2.1-T2V-1.3B's transformer config, random weights, with the tiny model's text encoder and VAE."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+def wan_1_3b_shaped(device: str, dtype: torch.dtype = torch.bfloat16, real_vae: bool = True, **overrides: Any) -> Any:
+    """Wan2.1-T2V-1.3B's transformer config (``overrides`` shrink it for a smoke run), random weights, with a
+    one-layer text encoder as wide as umT5-XXL (4096) so the transformer's text projection has its real shape,
+    and (``real_vae``) a VAE of the real shape."""
+    from diffusers import AutoencoderKLWan
+    from transformers import UMT5Config, UMT5EncoderModel
 
-    loaded = load_model("builtin:tiny-wan", device, torch.bfloat16)
+    from training import WAN_1_3B_CONFIG, wan_1_3b_transformer
+
+    loaded = load_model("builtin:tiny-wan", device, dtype)
     pipe = loaded.pipeline
-    pipe.transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
-        text_dim=32, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-    ).to(device, torch.bfloat16).eval()
-    # the real VAE's shape (96 base channels) so decoding costs what it costs
-    pipe.vae = AutoencoderKLWan(base_dim=96, z_dim=16).to(device, torch.float32).eval()
+    text_dim = WAN_1_3B_CONFIG["text_dim"]
+    pipe.text_encoder = UMT5EncoderModel(UMT5Config(
+        vocab_size=len(pipe.tokenizer), d_model=text_dim, d_kv=64, num_heads=2, num_layers=1, d_ff=256,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )).to(device, dtype).eval()
+    pipe.transformer = wan_1_3b_transformer(device, dtype, **overrides).eval()
+    if real_vae:  # the real VAE's shape (96 base channels) so decoding costs what it costs
+        pipe.vae = AutoencoderKLWan(base_dim=96, z_dim=16).to(device, torch.float32).eval()
     return loaded
 
 

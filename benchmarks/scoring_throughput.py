@@ -10,12 +10,20 @@ so that the measurement is about the pipeline rather than about one model's FLOP
 ``--raft`` adds ``warp_flicker`` with a random-weight raft_small (explicit smoke-test weights) as a
 fourth, compute-heavy evaluator.
 
-    python3 benchmarks/scoring_throughput.py [--videos 24] [--frames 33] [--size 256] [--raft]
+The engine's overhead is its scoring time (evaluators loaded, decode and compute, journal and results
+written) over the least that work can cost done by hand: one decode of each video into every view plus
+each evaluator's compute alone on those views, in the engine's batches, one after the other (goal <= 1.2;
+below 1 when decoding in threads overlaps compute). Naive over that least cost is the ceiling of the
+speed-up for an engine that does not overlap decoding with compute. ``--repeats`` runs the three in turn several times, so
+that machine load shows as spread between the runs rather than as a bias of one ratio.
+
+    python3 benchmarks/scoring_throughput.py [--videos 24] [--frames 33] [--size 256] [--raft] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -99,6 +107,40 @@ def naive_loop(evaluators: list[Evaluator], paths: list[Path]) -> None:
             evaluator.score([sample])
 
 
+class Clock:
+    """Wall and CPU seconds (every thread of this process) since ``start``: on a machine shared with other
+    work, wall time favours whatever runs more threads; CPU time shows the work done."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> tuple[float, float]:
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def one_decode_and_compute(
+    evaluators: list[Evaluator], paths: list[Path], batch_size: int
+) -> tuple[tuple[float, float], dict[str, tuple[float, float]]]:
+    """((wall, CPU) seconds to decode each video once into every view, the same of each evaluator's compute)."""
+    specs = list(dict.fromkeys(e.frame_spec() for e in evaluators))
+    clock = Clock()
+    prepared = []
+    for path in paths:
+        decoded = decode_video(path, specs)
+        prepared.append((path, decoded.fps, {spec: decoded.view(spec) for spec in specs}))
+    decode = clock.lap()
+    compute: dict[str, tuple[float, float]] = {}
+    for evaluator in evaluators:
+        spec = evaluator.frame_spec()
+        samples = [VideoSample(video=path.name, frames=views[spec][0], timestamps=views[spec][1], fps=fps, prompt="")
+                   for path, fps, views in prepared]
+        clock = Clock()
+        for i in range(0, len(samples), batch_size):
+            evaluator.score(samples[i : i + batch_size])
+        compute[evaluator.name] = clock.lap()
+    return decode, compute
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=24)
@@ -106,6 +148,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--raft", action="store_true", help="add warp_flicker (random raft_small weights)")
+    parser.add_argument("--repeats", type=int, default=1, help="measure everything this many times, in turn")
     args = parser.parse_args()
 
     registry.register(Colourfulness)
@@ -124,22 +167,50 @@ def main() -> None:
         evaluators = [registry.get(n)(**options.get(n, {})) for n in names]
         for evaluator in evaluators:
             evaluator.load("cpu")
-        video.DECODES.clear()
-        start = time.perf_counter()
-        naive_loop(evaluators, paths)
-        naive_s = time.perf_counter() - start
-        naive_decodes = sum(video.DECODES.values()) / len(paths)
+        ratios: dict[str, list[float]] = {
+            "speed-up": [], "overhead": [], "ceiling": [], "speed-up CPU": [], "overhead CPU": [], "ceiling CPU": [],
+        }
+        for repeat in range(args.repeats):
+            video.DECODES.clear()
+            clock = Clock()
+            naive_loop(evaluators, paths)
+            naive = clock.lap()
+            naive_decodes = sum(video.DECODES.values()) / len(paths)
 
-        video.DECODES.clear()
-        start = time.perf_counter()
-        run_scoring(ScoreOptions(videos=Path(tmp) / "videos", out=Path(tmp) / "run", evaluators=names,
-                                 evaluator_options=options, device="cpu", batch_size=args.batch_size))
-        engine_s = time.perf_counter() - start
-        engine_decodes = sum(video.DECODES.values()) / len(paths)
+            video.DECODES.clear()
+            started: list[Clock] = []
+            clock = Clock()
+            run_scoring(ScoreOptions(videos=Path(tmp) / "videos", out=Path(tmp) / f"run{repeat}", evaluators=names,
+                                     evaluator_options=options, device="cpu", batch_size=args.batch_size),
+                        on_start=lambda *_: started.append(Clock()))
+            engine, engine_run = clock.lap(), started[0].lap()
+            engine_decodes = sum(video.DECODES.values()) / len(paths)
 
-    print(f"naive loop : {naive_decodes:.2f} decodes/video, {naive_s:7.2f} s")
-    print(f"engine     : {engine_decodes:.2f} decodes/video, {engine_s:7.2f} s  (includes loading evaluators and writing the run)")
-    print(f"speed-up   : {naive_s / engine_s:.2f}x (naive / engine, same run)")
+            decode, compute = one_decode_and_compute(evaluators, paths, args.batch_size)
+            floor = tuple(decode[i] + sum(c[i] for c in compute.values()) for i in (0, 1))
+            for suffix, i in (("", 0), (" CPU", 1)):
+                ratios["speed-up" + suffix].append(naive[i] / engine[i])
+                ratios["overhead" + suffix].append(engine_run[i] / floor[i])
+                ratios["ceiling" + suffix].append(naive[i] / floor[i])
+            print(f"\nrun {repeat + 1}/{args.repeats} (seconds: wall / CPU)")
+            print(f"naive loop : {naive_decodes:.2f} decodes/video, {naive[0]:7.2f} / {naive[1]:7.2f}")
+            print(f"engine     : {engine_decodes:.2f} decodes/video, {engine[0]:7.2f} / {engine[1]:7.2f}  (includes loading "
+                  f"evaluators and writing the run; {engine_run[0]:.2f} / {engine_run[1]:.2f} after loading)")
+            print(f"by hand    : one decode {decode[0]:.2f} / {decode[1]:.2f} + compute "
+                  + " + ".join(f"{name} {c[0]:.2f} / {c[1]:.2f}" for name, c in compute.items())
+                  + f" = {floor[0]:.2f} / {floor[1]:.2f}")
+            print(f"speed-up   : {ratios['speed-up'][-1]:.2f}x wall, {ratios['speed-up CPU'][-1]:.2f}x CPU "
+                  "(naive / engine, same run)")
+            print(f"overhead   : {ratios['overhead'][-1]:.2f} wall, {ratios['overhead CPU'][-1]:.2f} CPU "
+                  "(engine after loading / (one decode + each evaluator alone))")
+            print(f"ceiling    : {ratios['ceiling'][-1]:.2f}x wall, {ratios['ceiling CPU'][-1]:.2f}x CPU (naive / (one decode + "
+                  "each evaluator alone): the speed-up of an engine with no overhead and no overlap)")
+
+    if args.repeats > 1:
+        print()
+        for label, values in ratios.items():
+            print(f"{label:<13}: median {statistics.median(values):.2f}, min {min(values):.2f}, max {max(values):.2f} "
+                  f"over {len(values)} runs")
 
 
 if __name__ == "__main__":

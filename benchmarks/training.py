@@ -201,19 +201,37 @@ def memory_ratio() -> None:
           f"({lora['params'] * 4 / 2**20:.0f} MiB): at Wan2.1-14B in bf16 that is 28 GB per GPU")
 
 
-def wan_13b_shape() -> None:
+# Wan2.1-T2V-1.3B's transformer (diffusers' config of the published checkpoint)
+WAN_1_3B_CONFIG: dict[str, Any] = dict(
+    patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
+    text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+)
+# 17 frames at 480x832 through the Wan VAE (4x temporal, 8x spatial) and 512 umT5 tokens of 4096
+WAN_1_3B_LATENTS, WAN_1_3B_TEXT = (16, 5, 60, 104), (512, 4096)
+
+
+def wan_1_3b_transformer(device: str, dtype: torch.dtype, **overrides: Any) -> Any:
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
-        text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-    ).to("cuda", torch.bfloat16)
-    torch.cuda.reset_peak_memory_stats()
-    seconds = one_step(transformer, "lora", "cuda", (16, 5, 60, 104), (512, 4096), rank=64, checkpointing=True, steps=6)
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    print(f"Wan2.1-1.3B shape, 17x480x832, LoRA r64, bf16, gradient checkpointing, 1 pair: {seconds:.2f} s/step, "
-          f"peak {peak:.1f} GiB")
+    return WanTransformer3DModel(**{**WAN_1_3B_CONFIG, **overrides}).to(device, dtype)
+
+
+def lora_step_figures(transformer: Any, device: str, latent_shape: tuple[int, ...], text: tuple[int, int], rank: int,
+                      steps: int) -> dict[str, float | None]:
+    """s/step (median after the first) and peak device memory of LoRA PG-DPO steps with gradient checkpointing."""
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = one_step(transformer, "lora", device, latent_shape, text, rank=rank, checkpointing=True, steps=steps)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    return {"s_per_step": seconds, "peak_gib": peak}
+
+
+def wan_13b_shape() -> None:
+    transformer = wan_1_3b_transformer("cuda", torch.bfloat16)
+    figures = lora_step_figures(transformer, "cuda", WAN_1_3B_LATENTS, WAN_1_3B_TEXT, rank=64, steps=6)
+    print(f"Wan2.1-1.3B shape, 17x480x832, LoRA r64, bf16, gradient checkpointing, 1 pair: "
+          f"{figures['s_per_step']:.2f} s/step, peak {figures['peak_gib']:.1f} GiB")
 
 
 def main() -> None:

@@ -146,3 +146,9 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
         return subprocess.run(command, cwd=folder, env=cli_env(folder), capture_output=True, text=True, timeout=600)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def cli_environment() -> Callable[[Path], dict[str, str]]:
+    """``cli_env`` for tests that start the CLI themselves (several launches at once)."""
+    return cli_env

@@ -313,3 +313,19 @@ def test_run_json_records_the_prompt_suite(tmp_path) -> None:
     lines = sorted(json.dumps([ids[p], p]) + "\n" for p in ids)
     suite = json.loads((tmp_path / "file" / "run.json").read_text())["suite"]
     assert suite == {"name": "p.txt", "digest": hashlib.sha256("".join(lines).encode()).hexdigest(), "prompts": 2}
+
+
+def test_named_evaluators_scan_the_plugins_once(monkeypatch, register, test_evaluators) -> None:
+    """Reading every installed package's entry points is the slow part of a lookup: one scan per run."""
+    from vbench_pref import registry
+    from vbench_pref.scoring import build_evaluators
+
+    register(test_evaluators["brightness"], test_evaluators["prompt_length"])
+    scans = []
+    original = registry._plugins
+    monkeypatch.setattr(registry, "_plugins", lambda names: scans.append(1) or original(names))
+    chosen, _ = build_evaluators(["temporal_flicker", "brightness_test", "prompt_length_test"], {}, True)
+    assert [e.name for e in chosen] == ["temporal_flicker", "brightness_test", "prompt_length_test"]
+    assert len(scans) == 1
+    with pytest.raises(VbenchPrefError, match="unknown evaluator 'brightnes'"):
+        build_evaluators(["temporal_flicker", "brightnes"], {}, True)

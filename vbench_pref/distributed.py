@@ -7,10 +7,14 @@ GPUs, gloo on the CPU) only when there is more than one process, so a plain run 
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
+
+from vbench_pref.errors import VbenchPrefError
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,30 @@ class Processes:
         flag = torch.tensor([0 if ok else 1], device=self._collective_device())
         dist.all_reduce(flag)
         return int(flag.item()) == 0
+
+    def check_shared(self, folder: Path, what: str = "the output folder") -> None:
+        """Refuse a folder that is not the same folder for every process (a node-local disk, or a relative
+        path launched from different directories): each process would see only its own files, and the main
+        process would merge a part of the work as if it were all of it."""
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        nonce = torch.tensor([secrets.randbits(62) if self.is_main else 0], device=self._collective_device())
+        dist.broadcast(nonce, src=0)
+        probe = Path(folder) / f".shared-check-{int(nonce.item()):x}"
+        if self.is_main:
+            probe.write_text(str(self.world), encoding="utf-8")
+        self.barrier()
+        seen = probe.is_file()
+        everyone = self.all_ok(seen)
+        if self.is_main:
+            probe.unlink(missing_ok=True)
+        if not everyone:
+            raise VbenchPrefError(
+                f"{what} {folder} is not one folder that every process sees: put it on a filesystem that every "
+                "node mounts at the same path (a relative path is taken from each node's working directory)"
+            )
 
     def _collective_device(self) -> torch.device:
         import torch.distributed as dist

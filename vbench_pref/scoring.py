@@ -112,7 +112,8 @@ def build_evaluators(
         raise VbenchPrefError("an evaluator is selected twice")
     skipped: dict[str, str] = {}
     if names:
-        chosen = [registry.get(n)(**options.get(n, {})) for n in names]
+        known = registry.available()  # one scan of the plug-ins for every name, not one each
+        chosen = [(known[n] if n in known else registry.get(n))(**options.get(n, {})) for n in names]
         if not with_prompts:
             needing = [e.name for e in chosen if e.needs_prompt]
             if needing:
@@ -554,6 +555,7 @@ def run_scoring(
     previous = run_dir.read_run_json() or {}
     created = previous.get("created", now_iso())
     run_dir.path.mkdir(parents=True, exist_ok=True)
+    procs.check_shared(run_dir.path)
     run_dir.repair_journal()
     records = run_dir.read_records()
     provenance = _provenance(opts, evaluators, matching, config, device, created)

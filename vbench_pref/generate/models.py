@@ -17,6 +17,8 @@ import os
 import pickle
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -99,21 +101,38 @@ def ensure_builtin(name: str) -> Path:
         known = ", ".join(BUILTIN_PREFIX + n for n in BUILTINS if BUILTINS[n].family in FAMILIES)
         raise VbenchPrefError(f"unknown built-in model {BUILTIN_PREFIX}{name} (built-ins: {known})")
     target = builtin_dir(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # processes started together (torchrun, one node or several) build it once: the others wait, then read
+    # it; unlocked, a late builder replaced the folder another process was already loading
+    with _exclusive(target.parent / f".{name}.lock"):
+        return _build_builtin(name, target)
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one process at a time is the user's to arrange
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_builtin(name: str, target: Path) -> Path:
     card = _read_card(target)
     if card is not None and card.get("builtin") == name and card.get("format") == BUILTIN_FORMAT:
         return target
-    spec = BUILTINS[name]
-    family = FAMILIES[spec.family]
-    assert family.tiny is not None and family.tiny_defaults is not None
-    pipeline = family.tiny(spec.image_to_video)
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:
-        pipeline.save_pretrained(staging)
-        write_model_card(staging, {
-            "builtin": name, "format": BUILTIN_FORMAT, "family": family.name, "random_weights": True,
-            "defaults": family.tiny_defaults.as_dict(),
-        })
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            _save_builtin_in_child(name, staging)
+        else:
+            _save_builtin(name, staging)
         if target.exists():  # a stale format: replaced whole, never mixed
             shutil.rmtree(target)
         os.replace(staging, target)
@@ -123,6 +142,28 @@ def ensure_builtin(name: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _save_builtin(name: str, folder: Path) -> None:
+    spec = BUILTINS[name]
+    family = FAMILIES[spec.family]
+    assert family.tiny is not None and family.tiny_defaults is not None
+    family.tiny(spec.image_to_video).save_pretrained(folder)
+    write_model_card(folder, {
+        "builtin": name, "format": BUILTIN_FORMAT, "family": family.name, "random_weights": True,
+        "defaults": family.tiny_defaults.as_dict(),
+    })
+
+
+def _save_builtin_in_child(name: str, folder: Path) -> None:
+    """Build in a process without a process group: transformers writes nothing from a process whose group
+    rank is not 0, so a built-in saved there would lack its text encoder, and every rank would fail to load it."""
+    code = ("import sys; from pathlib import Path; from vbench_pref.generate.models import _save_builtin; "
+            "_save_builtin(sys.argv[1], Path(sys.argv[2]))")
+    child = subprocess.run([sys.executable, "-c", code, name, str(folder)], capture_output=True, text=True)
+    if child.returncode != 0:
+        lines = child.stderr.strip().splitlines() or [f"exit code {child.returncode}"]
+        raise VbenchPrefError(f"could not build {BUILTIN_PREFIX}{name} in {folder.parent}: {lines[-1]}")
 
 
 def load_model(spec: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,

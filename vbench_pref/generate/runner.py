@@ -168,6 +168,7 @@ def generate(
     bind_folder(out, binding)
     out.mkdir(parents=True, exist_ok=True)
     procs.barrier()
+    procs.check_shared(out)
     if procs.is_main and not (out / GENERATION_JSON).is_file():
         atomic_write_text(out / GENERATION_JSON, json.dumps({
             "binding": binding, "model_source": model.source, "random_weights": model.random_weights,

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import torch
 
 from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line
+from vbench_pref.distributed import processes
 from vbench_pref.errors import VbenchPrefError
 from vbench_pref.generate.models import load_model, model_identity, write_model_card
 from vbench_pref.train import diagnostics
@@ -137,6 +138,8 @@ def run_training(
         if accelerator.is_main_process:
             fill_cache(config, loaded, spec, location, on_precompute, stage)
     cache_dir = location.folder
+    procs = processes()  # the process group accelerate started
+    procs.check_shared(cache_dir, "the latent cache")
     cache = LatentCache(cache_dir)
     if accelerator.is_main_process and config.effective_batch_size > len(cache):
         stage(oversized_batch_warning(config, accumulation, world, len(cache)))
@@ -168,6 +171,7 @@ def run_training(
         _prepare_logs(out, start)
         _write_train_json(out, config, loaded, cache_dir, world, accumulation, start)
     accelerator.wait_for_everyone()
+    procs.check_shared(out)
 
     writer = diagnostics.tensorboard_writer(out) if accelerator.is_main_process else None
     probe = run.probe_batch()
