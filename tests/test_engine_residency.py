@@ -267,7 +267,8 @@ def test_chunks_of_two_decode_each_video_once_and_resume_with_another_chunk_size
     assert [len(e[2]) for e in LOG if e[0] == "score"] == [2, 2, 1]  # batches never span chunks
     assert len(progress) == 5
     scores = pd.read_csv(tmp_path / "run" / "scores.csv")
-    assert scores.video.tolist() == V and scores.notna().all().all()
+    # model_random_weights is unknown (empty) for videos made elsewhere; every other cell is filled
+    assert scores.video.tolist() == V and scores.drop(columns="model_random_weights").notna().all().all()
     # chunk_videos cannot change a score: another value resumes the same run
     video_io.DECODES.clear()
     result = run_scoring(opts(3, EvalA.name, "temporal_flicker"))

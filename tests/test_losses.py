@@ -506,6 +506,6 @@ def test_invalid_options_raise_value_error(name, make_options, missing):
 
 
 def test_loss_names_without_torch_match_the_loss_table() -> None:
-    from vbench_pref.train.loss_options import LOSS_NAMES
+    from vbench_pref.train.loss_names import LOSS_NAMES
 
     assert LOSS_NAMES == tuple(LOSSES)

@@ -11,10 +11,13 @@ import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.train.loss_options import IPR_MODES, LOSS_NAMES as LOSSES, SLIC_MARGINS, LossOptions
+from vbench_pref.train.loss_names import IPR_MODES, LOSS_NAMES as LOSSES, SLIC_MARGINS
+
+if TYPE_CHECKING:
+    from vbench_pref.train.losses import LossOptions
 
 
 def _opt(default: Any, help: str, **extra: Any) -> Any:
@@ -105,6 +108,8 @@ class TrainConfig:
             raise VbenchPrefError(str(exc)) from None
 
     def loss_options(self) -> LossOptions:
+        from vbench_pref.train.losses import LossOptions  # torch: not needed to build the CLI
+
         names = {f.name for f in fields(LossOptions)}
         return LossOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
 
