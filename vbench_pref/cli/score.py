@@ -111,13 +111,17 @@ def score_command(
     method: Optional[str] = typer.Option(None, "--method", help="Method label for the leaderboard (default: videos folder name)."),
     recursive: bool = typer.Option(False, help="Also look for videos in subfolders."),
     seed: int = typer.Option(0, help="Seed for evaluators that sample at random."),
+    memory_budget: Optional[str] = typer.Option(
+        None, "--memory-budget",
+        help="Frame memory held at once, e.g. 4GB: chunks shrink to fit (default: --chunk-videos alone).",
+    ),
 ) -> None:
     """Score every video of a folder; rerun the same command to resume. Exit 3 if some videos failed."""
     opts = ScoreOptions(
         videos=videos, out=out_dir, prompts=prompts, evaluators=list(evaluators),
         evaluator_options=parse_evaluator_options(list(options)), device=device, dtype=dtype,
         batch_size=batch_size, backend=backend, workers=workers, chunk_videos=chunk_videos, model=model, method=method,
-        recursive=recursive, seed=seed, command=argv(),
+        recursive=recursive, seed=seed, command=argv(), memory_budget=memory_budget,
     )
     result = score_and_report(opts)
     raise typer.Exit(result.exit_code)
