@@ -258,3 +258,33 @@ def test_precision_option_is_recorded_and_reference_is_float32_on_the_cpu(tiny, 
     assert bf16_run["evaluators"][0]["precision"] == "float32"
     with pytest.raises(Exception, match="precision"):
         get("hpsv2")(precision="float16")
+
+
+def test_float16_reference_path_equals_open_clips_fp16_model_and_openai_forward(tiny) -> None:
+    """What precision=reference runs on a GPU for clip_score, checked here on the CPU (float16 works there too):
+    open_clip's "fp16" model (OpenAI's convert_weights), float16 input, and CLIP.forward's float16 logits."""
+    from vbench_pref.evaluator import VideoSample
+    from vbench_pref.openclip import ClipBackbone
+
+    evaluator = get("clip_score")(model=str(tiny["arch"]), weights=str(tiny["clip"]))
+    evaluator.load("cpu", torch.float32)
+    evaluator.compute = Compute(half_weights=True)  # what resolve_compute gives on CUDA
+    evaluator.backbone = ClipBackbone.shared(None, "tiny-parity-clip", tiny["clip"], True, half_weights=True)
+    name = tiny["names"][0]
+    frames = tiny["frames"][name]
+    spec = evaluator.frame_spec()
+    sample = VideoSample(name, FrameView(list(frames), spec), np.zeros(len(frames)), 8.0, "a chessboard")
+    cosine = evaluator.score([sample])["cosine"][0]
+
+    model = open_clip.create_model("tiny-parity-clip", pretrained=str(tiny["clip"]), force_quick_gelu=True,
+                                   precision="fp16").eval()
+    pixels = Normalize(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)(vbench_clip_transform_image(frames, 32))
+    with torch.no_grad():
+        image = model.encode_image(pixels.half())
+        text = model.encode_text(open_clip.get_tokenizer("tiny-parity-clip")(["a chessboard"]))
+    assert image.dtype == text.dtype == torch.float16
+    image = image / image.norm(dim=1, keepdim=True)
+    text = text / text.norm(dim=1, keepdim=True)
+    logits = torch.tensor(100.0) * image @ text.t()  # OpenAI weights' logit scale; appearance_style / 100
+    assert logits.dtype == torch.float16
+    assert abs(cosine - (logits[:, 0].double() / 100).mean().item()) <= 1e-6
