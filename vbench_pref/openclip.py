@@ -321,8 +321,10 @@ class ClipBackbone:
         mean, std = self.mean.to(self.device), self.std.to(self.device)
         for frames in batches:
             x = frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-            x = (x - mean) / std  # torchvision Normalize: sub_(mean).div_(std)
+            # one float copy (a float batch may be a slice of a view another evaluator still reads), then in
+            # place as torchvision's Normalize: sub_(mean).div_(std)
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
+            x = x.sub_(mean).div_(std)
             if compute.half_weights:
                 x = x.half()  # OpenAI CLIP: image.type(self.dtype)
             with torch.inference_mode(), self._autocast(compute.autocast):
