@@ -10,8 +10,8 @@ never holds two big models in device memory; each evaluator collects its views i
 enlarged to a model's input size, or made float) is kept as a ``FrameView`` for evaluators that read
 frames a batch at a time (``lazy_frames``), so it is derived per batch and never exists whole. With a
 ``memory_budget``, chunks are sized from the frame bytes of the videos seen so far so that the two chunks
-alive at once hold at most about that much. Outcomes are appended to the run's journal as batches finish, and the
-CSV/Parquet/JSON views are rewritten atomically every few seconds, so an interrupted run loses at most
+alive at once hold at most about that much. Outcomes are appended to the run's journal as batches
+finish, and the CSV/Parquet/JSON views are rewritten atomically every few seconds, so an interrupted run loses at most
 the batches in flight and a rerun of the same command resumes.
 """
 
@@ -228,7 +228,7 @@ class PreparedVideo:
     def nbytes(self) -> int:
         """Frame bytes held: whole views, and once each decoded frame that some FrameView keeps alive."""
         held = sum(v.nbytes for v, _ in self.views.values() if isinstance(v, torch.Tensor))
-        sources = {id(f): f for v, _ in self.views.values() if isinstance(v, FrameView) for f in v._frames}
+        sources = {k: f for v, _ in self.views.values() if isinstance(v, FrameView) for k, f in v.sources().items()}
         return held + sum(f.nbytes for f in sources.values())
 
 

@@ -391,10 +391,14 @@ class FrameView:
         """Bytes of the whole view, were it materialised."""
         return math.prod(self.shape) * (1 if self.dtype == torch.uint8 else 4)
 
+    def sources(self) -> dict[int, np.ndarray]:
+        """The decoded frames this view keeps alive, by ``id`` (a repeated frame once)."""
+        return {id(f): f for f in self._frames}
+
     @property
     def source_nbytes(self) -> int:
-        """Bytes of the decoded frames this view keeps alive (a repeated frame counts once)."""
-        return sum(f.nbytes for f in {id(f): f for f in self._frames}.values())
+        """Bytes of the decoded frames this view keeps alive."""
+        return sum(f.nbytes for f in self.sources().values())
 
     def frames(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Frames ``start:stop`` of the view (a fresh tensor the caller may modify)."""
