@@ -10,18 +10,27 @@ import torch
 from vbench_pref import weights as weight_files
 from vbench_pref.errors import VbenchPrefError, WeightsMissingError
 from vbench_pref.evaluator import Evaluator, Option, SharedModels, VideoSample
-from vbench_pref.openclip import ClipBackbone, arch_name, clip_frame_spec, image_size
+from vbench_pref.openclip import PRECISIONS, ClipBackbone, Compute, arch_name, clip_frame_spec, image_size, resolve_compute
 from vbench_pref.video import FrameSpec
 
 CHECKPOINT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
-def frame_options(antialias: bool) -> tuple[Option, ...]:
-    return (
+def frame_options(antialias: bool | None, reference: str) -> tuple[Option, ...]:
+    """Options every CLIP-family evaluator has; ``antialias=None``: the view has no antialias choice."""
+    options = [
         Option("num_frames", 0, "frames per video: 0 = every frame (VBench), N = N evenly spaced"),
-        Option("frame_batch", 64, "frames per forward pass of the image encoder"),
-        Option("antialias", antialias, "low-pass filter when shrinking frames to the model's input size"),
-    )
+        Option("frame_batch", 64, "frames per forward pass of the image encoder (frames are prepared per batch)"),
+        Option(
+            "precision", "run",
+            f"run: the run's --dtype (autocast); reference: as {reference} runs on this device (float32 on the "
+            "CPU); float32: always float32",
+            PRECISIONS,
+        ),
+    ]
+    if antialias is not None:
+        options.append(Option("antialias", antialias, "low-pass filter when shrinking frames to the model's input size"))
+    return tuple(options)
 
 
 def weight_option(name: str, what: str) -> Option:
@@ -37,6 +46,9 @@ class ClipFamilyEvaluator(Evaluator):
     """An evaluator on an open_clip image (and text) encoder; subclasses add their head and formula."""
 
     backbone_option = "weights"  # the option naming the backbone weights
+    # How the reference runs its model (see openclip.resolve_compute): "openai_clip" or "cuda_amp".
+    reference_precision: str = "openai_clip"
+    lazy_frames = True  # frames are prepared a batch at a time (openclip._frame_batches)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -44,6 +56,7 @@ class ClipFamilyEvaluator(Evaluator):
             raise VbenchPrefError(f"{self.name}: frame_batch must be at least 1")
         self._spec = self.build_frame_spec()
         self.backbone: ClipBackbone | None = None
+        self.compute = Compute()  # resolved for the device in load()
         self._weights: list[dict[str, Any]] = []
 
     # --- what subclasses say ---
@@ -64,6 +77,7 @@ class ClipFamilyEvaluator(Evaluator):
         return []
 
     def build_frame_spec(self) -> FrameSpec:
+        """VBench's ``clip_transform`` on ``load_video``'s float frames (subclasses with other references override)."""
         return clip_frame_spec(image_size(self.arch), int(self.config["num_frames"]), antialias=bool(self.config["antialias"]))
 
     # --- the card's runtime side ---
@@ -80,7 +94,8 @@ class ClipFamilyEvaluator(Evaluator):
         return any(self.config[o] == "random" for o in options)
 
     def residency_key(self) -> str:
-        return f"open_clip:{self.arch}:{self.config[self.backbone_option]}:{self.quick_gelu}"
+        half = ":float16" if self.compute.half_weights else ""
+        return f"open_clip:{self.arch}:{self.config[self.backbone_option]}:{self.quick_gelu}{half}"
 
     def missing_weights(self) -> str | None:
         for option, spec in [(self.backbone_option, self.backbone_spec()), *self.head_specs()]:
@@ -135,8 +150,9 @@ class ClipFamilyEvaluator(Evaluator):
     ) -> None:
         super().load(device, dtype, shared)
         self._weights = []
+        self.compute = resolve_compute(str(self.config["precision"]), self.reference_precision, self.device, self.dtype)
         path = self.resolve(self.backbone_option, self.backbone_spec())
-        self.backbone = ClipBackbone.shared(shared, self.arch, path, self.quick_gelu)
+        self.backbone = ClipBackbone.shared(shared, self.arch, path, self.quick_gelu, self.compute.half_weights)
         self.load_heads()
 
     def load_heads(self) -> None:
@@ -159,19 +175,23 @@ class ClipFamilyEvaluator(Evaluator):
         extra = {"arch": self.arch, "quick_gelu": self.quick_gelu}
         return [{**extra, **w} for w in self._weights]
 
+    def provenance(self) -> dict[str, Any]:
+        # the option says what was asked ("reference"); this says what ran on the device
+        return {**super().provenance(), "precision": self.compute.describe()}
+
     # --- helpers for score() ---
     def embeddings(self, batch: Sequence[VideoSample]) -> list[torch.Tensor]:
         if self.backbone is None:
             raise RuntimeError(f"{self.name}: call load() before score()")
         self.backbone.to(self.device)
-        return self.backbone.video_embeddings(batch, self._spec, self.dtype, int(self.config["frame_batch"]))
+        return self.backbone.video_embeddings(batch, self._spec, self.compute, int(self.config["frame_batch"]))
 
     def prompt_embeddings(self, batch: Sequence[VideoSample]) -> torch.Tensor:
         assert self.backbone is not None
         missing = [s.video for s in batch if not s.prompt]
         if missing:
             raise VbenchPrefError(f"{self.name} needs a prompt; {missing[0]} has none")
-        return self.backbone.text_embeddings([str(s.prompt) for s in batch], self.dtype)
+        return self.backbone.text_embeddings([str(s.prompt) for s in batch], self.compute)
 
 
 def _local_file(value: str, spec: weight_files.WeightSpec | None) -> Path:

@@ -8,8 +8,11 @@ Two heads on the L2-normalised OpenAI ViT-L/14 image embedding:
 - ``v2``: christophschuhmann/improved-aesthetic-predictor's MLP ``sac+logos+ava1-l14-linearMSE.pth``
   (768-1024-128-64-16-1, no activations, dropout off at inference), on the 1-10 scale.
 
-Frames as VBench: short side 224 bicubic without antialiasing on uint8, centre crop, OpenAI mean/std; so a
-ViT-L-14 ``clip_score`` in the same run embeds each frame once for both.
+Frames as VBench's ``load_video`` + ``clip_transform`` make them: float32 frames (0-255), short side to 224
+bicubic *without* antialiasing, the overshoot kept (no rounding, no clamping), centre crop, / 255, OpenAI
+mean/std. A ViT-L-14 ``clip_score`` with ``view=tensor`` in the same run embeds each frame once for both.
+``precision=reference`` runs OpenAI CLIP's float16 weights on a GPU, as VBench's ``clip.load`` does; the
+embedding is cast to float32 before the normalisation and the head, as VBench does.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def aesthetic_scores(head: nn.Module, image_embeddings: torch.Tensor, kind: str)
 
 class Aesthetic(ClipFamilyEvaluator):
     name = "aesthetic"
-    version = "1"
+    version = "2"  # 2: VBench's float view, unrounded (1: rounded to uint8)
     description = "LAION aesthetic predictor on CLIP ViT-L/14 frames (v1 linear / 10 as VBench, or v2 MLP)"
     scores = (
         ScoreSpec("aesthetic", True, description="v1: head/10, ~0-1 (VBench, paper); v2: 1-10 scale"),
@@ -101,7 +104,7 @@ class Aesthetic(ClipFamilyEvaluator):
         Option("model", "ViT-L-14", "open_clip architecture of the image encoder (the heads expect ViT-L-14)"),
         weight_option("clip_weights", "CLIP weights"),
         Option("quick_gelu", True, "QuickGELU activations, as OpenAI's CLIP weights were trained with"),
-        *frame_options(antialias=False),
+        *frame_options(antialias=False, reference="VBench"),
     )
     backbone_option = "clip_weights"
 

@@ -3,9 +3,11 @@
 HPSv2 is open_clip ViT-H-14 fine-tuned on human preference pairs; the score is the dot product of the
 L2-normalised image and text features, without the logit scale (tgxs002/HPSv2:hpsv2/img_score.py).
 v2.0 and v2.1 are different checkpoints whose scores are not comparable; the version is an option and is
-recorded. Frames are prepared as HPSv2's ``preprocess_val`` does: longest side to 224 (bicubic), black
-padding to a square (``ResizeMaxSize``), OpenAI mean/std. The ``hpsv2`` package itself is not used: its
-checkpoint is read here as the open_clip state dict it wraps (``{"state_dict": ...}``).
+recorded. Frames are prepared as HPSv2's ``preprocess_val`` does on a PIL image: ``ToTensor`` first (float
+in [0, 1]), longest side to 224 (bicubic, antialiased as torchvision >= 0.17 does by default; the floats are
+not clamped), black padding to a square (``ResizeMaxSize``), OpenAI mean/std. ``precision=reference``
+runs under float16 autocast on CUDA, as HPSv2's ``score()`` does. The ``hpsv2`` package itself is not
+used: its checkpoint is read here as the open_clip state dict it wraps (``{"state_dict": ...}``).
 """
 
 from __future__ import annotations
@@ -45,12 +47,12 @@ def hps_scores(image_embeddings: torch.Tensor, text_embedding: torch.Tensor) -> 
 
 class HPSv2(ClipFamilyEvaluator):
     name = "hpsv2"
-    version = "1"
+    version = "2"  # 2: resized as floats in [0, 1], unclamped (1: rounded to uint8)
     description = "Human Preference Score v2 (ViT-H-14) of each frame for the prompt, averaged"
     scores = (
         ScoreSpec("hpsv2", True, (-1.0, 1.0), "mean over frames of the HPS (~0.2-0.35); v2.0 and v2.1 differ"),
     )
-    frames = clip_frame_spec(224, resize="longest_pad", antialias=True)
+    frames = clip_frame_spec(224, resize="longest_pad", antialias=True, pixels="float_0_1")
     needs_prompt = True
     weights = tuple(HPS_WEIGHTS.values())
     reference = "tgxs002/HPSv2:hpsv2/img_score.py"
@@ -59,8 +61,9 @@ class HPSv2(ClipFamilyEvaluator):
         weight_option("weights", "HPS checkpoint"),
         Option("model", HPS_ARCH, "open_clip architecture of the checkpoint (ViT-H-14 for the published ones)"),
         Option("resize", "pad", "pad: HPSv2's longest side + black pad; crop: short side + centre crop", ("pad", "crop")),
-        *frame_options(antialias=True),
+        *frame_options(antialias=True, reference="HPSv2"),
     )
+    reference_precision = "cuda_amp"
 
     @property
     def quick_gelu(self) -> bool:
@@ -71,7 +74,8 @@ class HPSv2(ClipFamilyEvaluator):
 
     def build_frame_spec(self) -> FrameSpec:
         resize = "longest_pad" if self.config["resize"] == "pad" else "short_side_crop"
-        return clip_frame_spec(image_size(self.arch), int(self.config["num_frames"]), resize, bool(self.config["antialias"]))
+        return clip_frame_spec(image_size(self.arch), int(self.config["num_frames"]), resize, bool(self.config["antialias"]),
+                               pixels="float_0_1")
 
     def residency_key(self) -> str:
         return f"{super().residency_key()}:{self.config['version']}"

@@ -19,10 +19,9 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from safetensors.torch import save_file
 from torch import nn
-from torchvision.transforms import CenterCrop, InterpolationMode, Normalize, Resize
+from torchvision.transforms import Normalize
 
 from vbench_pref import weights as weight_files
 from vbench_pref.errors import VbenchPrefError
@@ -31,7 +30,7 @@ from vbench_pref.openclip import ClipBackbone, build_clip, read_state_dict
 from vbench_pref.registry import get
 from vbench_pref.scoring import ScoreOptions, run_scoring
 from vbench_pref.synthetic import smooth_motion
-from vbench_pref.video import FrameSpec, _resize_frames, decode_video, write_video
+from vbench_pref.video import FrameSpec, decode_video, write_video
 
 TINY = {
     "embed_dim": 16,
@@ -112,7 +111,8 @@ def frames_of(path: Path, spec: FrameSpec) -> torch.Tensor:
 
 
 def reference_image_features(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
-    x = frames.permute(0, 3, 1, 2).float() / 255.0
+    x = frames.permute(0, 3, 1, 2).float()
+    x = x / 255.0 if frames.dtype == torch.uint8 else x  # float views are already in [0, 1]
     x = Normalize(open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)(x)
     with torch.no_grad():
         return model.encode_image(x, normalize=True)
@@ -192,7 +192,7 @@ def test_clip_score_matches_open_clip_directly(tiny, tmp_path) -> None:
     table = score("clip_score", tiny["videos"], tmp_path / "run", model=str(tiny["arch"]), weights=str(tiny["bin"]))
     reference = reference_model(tiny["bin"], quick_gelu=True)
     spec = get("clip_score")(model=str(tiny["arch"])).frame_spec()
-    assert spec == FrameSpec(resize="short_side_crop", size=32, interpolation="bicubic", antialias=False)
+    assert spec == FrameSpec(resize="short_side_crop", size=32, interpolation="bicubic", resampler="pil")
     for i, prompt in enumerate(PROMPTS):
         frames = frames_of(tiny["videos"] / f"v{i}.mp4", spec)
         assert frames.shape[0] == 5 + i  # every frame
@@ -238,28 +238,10 @@ def test_aesthetic_matches_the_laion_predictor(tiny, tmp_path, head) -> None:
         assert abs(table.loc[f"v{i}.mp4", "aesthetic"] - expected) <= TOL
 
 
-def test_clip_frames_follow_vbench_clip_transform_and_hps_resize_max_size() -> None:
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (45, 70, 3), dtype=np.uint8) for _ in range(2)]
-    tensor = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
-    # VBench clip_transform: Resize(224, BICUBIC, antialias=False) + CenterCrop on uint8 tensors
-    vbench = CenterCrop(32)(Resize(32, interpolation=InterpolationMode.BICUBIC, antialias=False)(tensor))
-    ours = _resize_frames(frames, FrameSpec(resize="short_side_crop", size=32, antialias=False))
-    assert (ours.permute(0, 3, 1, 2).int() - vbench.int()).abs().max() <= 1
-    # HPSv2 ResizeMaxSize on ToTensor output: longest side to 32, black pad split (pad // 2, rest)
-    x = tensor.float() / 255
-    new = tuple(round(d * 32 / 70) for d in (45, 70))
-    resized = TF.resize(x, list(new), InterpolationMode.BICUBIC, antialias=True)
-    pad_h, pad_w = 32 - new[0], 32 - new[1]
-    hps = TF.pad(resized, [pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=0)
-    ours = _resize_frames(frames, FrameSpec(resize="longest_pad", size=32)).permute(0, 3, 1, 2).float() / 255
-    assert (ours - hps.clamp(0, 1)).abs().max() <= 0.5 / 255 + 1e-6  # ours is rounded to uint8
-
-
 # ------------------------------------------------------------------------------------- shared backbone
 def test_clip_score_and_aesthetic_embed_each_frame_once(tiny) -> None:
     shared = SharedModels()
-    clip = get("clip_score")(model=str(tiny["arch"]), weights=str(tiny["safetensors"]))
+    clip = get("clip_score")(model=str(tiny["arch"]), weights=str(tiny["safetensors"]), view="tensor")
     aesthetic = get("aesthetic")(model=str(tiny["arch"]), clip_weights=str(tiny["safetensors"]), head_weights=str(tiny["v1"]))
     hps = get("hpsv2")(model=str(tiny["arch"]), weights=str(tiny["hps"]))
     for evaluator in (clip, aesthetic, hps):
@@ -267,6 +249,7 @@ def test_clip_score_and_aesthetic_embed_each_frame_once(tiny) -> None:
     assert clip.backbone is aesthetic.backbone and hps.backbone is not clip.backbone
     assert clip.residency_key() == aesthetic.residency_key() != hps.residency_key()
     spec = clip.frame_spec()
+    assert spec == aesthetic.frame_spec()  # view=tensor: VBench's clip_transform, aesthetic's view
     batch = [
         VideoSample(f"v{i}.mp4", frames_of(tiny["videos"] / f"v{i}.mp4", spec), np.zeros(1), 8.0, prompt)
         for i, prompt in enumerate(PROMPTS)
@@ -393,11 +376,11 @@ def test_backbone_memo_is_per_video_and_view(tiny) -> None:
     spec = FrameSpec(resize="short_side_crop", size=32)
     frames = frames_of(tiny["videos"] / "v1.mp4", spec)
     sample = VideoSample("v1.mp4", frames, np.zeros(1), 8.0, PROMPTS[1])
-    first = backbone.video_embeddings([sample], spec, torch.float32)[0]
-    again = backbone.video_embeddings([sample], spec, torch.float32)[0]
+    first = backbone.video_features([sample], spec)[0]
+    again = backbone.video_features([sample], spec)[0]
     assert first is again and backbone.frames_embedded == frames.shape[0]
     other = FrameSpec(sampling="count", count=2, resize="short_side_crop", size=32)
-    backbone.video_embeddings([VideoSample("v1.mp4", frames[:2], np.zeros(1), 8.0)], other, torch.float32)
+    backbone.video_embeddings([VideoSample("v1.mp4", frames[:2], np.zeros(1), 8.0)], other)
     assert backbone.frames_embedded == frames.shape[0] + 2
     texts = backbone.text_embeddings([PROMPTS[0], PROMPTS[0], PROMPTS[1]])
     assert torch.equal(texts[0], texts[1]) and texts.shape == (3, 16)

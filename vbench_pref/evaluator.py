@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.video import FrameSpec
+from vbench_pref.video import FrameSpec, FrameView
 from vbench_pref.weights import WeightSpec
 
 
@@ -62,10 +62,14 @@ class Option:
 
 @dataclass
 class VideoSample:
-    """One video as an evaluator sees it: its frame view (uint8, T x H x W x 3, RGB) and its context."""
+    """One video as an evaluator sees it: its frame view (T x H x W x 3, RGB) and its context.
+
+    ``frames`` is a tensor (uint8, or float32 in [0, 1] for a float ``FrameSpec.pixels``), or, for an
+    evaluator with ``lazy_frames``, possibly a ``FrameView`` whose frames are derived when sliced.
+    """
 
     video: str
-    frames: torch.Tensor
+    frames: torch.Tensor | FrameView
     timestamps: np.ndarray
     fps: float
     prompt: str | None = None
@@ -104,6 +108,9 @@ class Evaluator(abc.ABC):
     reference: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    # True: the engine may pass a FrameView (frames derived per slice) instead of a whole tensor, so a long
+    # video's resized or float view never exists whole; the evaluator then reads frames a batch at a time.
+    lazy_frames: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         known = {o.name: o for o in self.options}

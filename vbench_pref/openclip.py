@@ -6,8 +6,15 @@ Image embeddings are memoised per (video, frame view) until the engine finishes 
 text embeddings are memoised per prompt for the whole run.
 
 Preprocessing is split between the decoder and this module. The decoder's ``FrameSpec`` resizes (and
-crops or pads) to the model's input size on uint8 frames, as VBench's tensor transforms do; here frames
-are scaled to [0, 1] and normalised with the model's mean and std (OpenAI's for every model used here).
+crops or pads) to the model's input size exactly as each evaluator's reference does (uint8 through PIL,
+or float without rounding or clamping); here uint8 frames are scaled to [0, 1] (float frames already
+are) and normalised with the model's mean and std (OpenAI's for every model used here). Frames are taken
+a batch at a time, from a ``FrameView`` when the engine passes one, so a long video's float view never
+exists whole.
+
+Precision (``Compute``): float32, autocast around the forward pass, or OpenAI CLIP's float16 layout
+(linear, convolution and attention weights in float16, LayerNorm computed in float32), which is how
+OpenAI's ``clip.load`` (and so VBench) runs on a GPU.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` or safetensors, never unpickled freely.
 Accepted layouts: an open_clip state dict (``open_clip_model.safetensors`` / ``open_clip_pytorch_model.bin``),
@@ -23,14 +30,14 @@ import zipfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Sequence
+from typing import Any, ContextManager, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from vbench_pref.errors import VbenchPrefError
 from vbench_pref.evaluator import SharedModels, VideoSample
-from vbench_pref.video import FrameSpec
+from vbench_pref.video import FrameSpec, FrameView
 from vbench_pref.weights import WeightSpec
 
 OPENAI_LICENCE = "MIT (openai/CLIP)"
@@ -95,13 +102,66 @@ def image_size(arch: str) -> int:
 
 
 def clip_frame_spec(
-    size: int, num_frames: int = 0, resize: str = "short_side_crop", antialias: bool = False
+    size: int,
+    num_frames: int = 0,
+    resize: str = "short_side_crop",
+    antialias: bool = False,
+    pixels: str = "float_0_255",
+    resampler: str = "torch",
 ) -> FrameSpec:
-    """The frames a CLIP-family evaluator asks for: all (0) or ``num_frames`` evenly spaced, at input size."""
+    """The frames a CLIP-family evaluator asks for: all (0) or ``num_frames`` evenly spaced, at input size.
+
+    The defaults are VBench's ``clip_transform`` on ``load_video``'s float frames: bicubic without
+    antialiasing on 0-255 floats, unclamped. A PIL view (``resampler="pil"``) is uint8 and antialiased.
+    """
     if num_frames < 0:
         raise VbenchPrefError(f"num_frames must be 0 (all frames) or positive, got {num_frames}")
     sampling: dict[str, Any] = {"sampling": "all"} if num_frames == 0 else {"sampling": "count", "count": num_frames}
-    return FrameSpec(**sampling, resize=resize, size=size, interpolation="bicubic", antialias=antialias)  # type: ignore[arg-type]
+    if resampler == "pil":
+        pixels, antialias = "uint8", True
+    return FrameSpec(**sampling, resize=resize, size=size, interpolation="bicubic", antialias=antialias,  # type: ignore[arg-type]
+                     pixels=pixels, resampler=resampler)  # type: ignore[arg-type]
+
+
+PRECISIONS = ("run", "reference", "float32")
+
+
+@dataclass(frozen=True)
+class Compute:
+    """How a backbone computes: OpenAI CLIP's float16 weights, or float32 weights with an optional autocast."""
+
+    half_weights: bool = False
+    autocast: torch.dtype | None = None
+
+    def describe(self) -> str:
+        if self.half_weights:
+            return "float16 weights (OpenAI CLIP layout, LayerNorm in float32)"
+        if self.autocast is None:
+            return "float32"
+        return f"float32 weights, {str(self.autocast).removeprefix('torch.')} autocast"
+
+
+def resolve_compute(precision: str, reference: str, device: torch.device, run_dtype: torch.dtype) -> Compute:
+    """What ``precision`` means on ``device``.
+
+    - ``float32``: float32 everywhere.
+    - ``run``: the run's ``--dtype`` as autocast (float32: none).
+    - ``reference``: as the reference runs on this device. ``reference="openai_clip"`` (VBench, through
+      OpenAI's ``clip.load``): float16 weights on any device but the CPU, where ``clip.load`` converts the
+      model to float32. ``reference="cuda_amp"`` (HPSv2: ``torch.cuda.amp.autocast()``): float16 autocast on
+      CUDA, float32 elsewhere (that autocast does nothing off CUDA).
+    """
+    if precision not in PRECISIONS:
+        raise VbenchPrefError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return Compute()
+    if precision == "run":
+        return Compute(autocast=None if run_dtype == torch.float32 else run_dtype)
+    if reference == "openai_clip":
+        return Compute(half_weights=device.type != "cpu")
+    if reference == "cuda_amp":
+        return Compute(autocast=torch.float16 if device.type == "cuda" else None)
+    raise ValueError(f"unknown reference precision {reference!r}")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -158,10 +218,12 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], arc
         raise VbenchPrefError(f"{path} does not fit open_clip {arch}: tensors {'; '.join(parts)}")
 
 
-def build_clip(arch: str, path: Path | None, quick_gelu: bool) -> torch.nn.Module:
+def build_clip(arch: str, path: Path | None, quick_gelu: bool, half_weights: bool = False) -> torch.nn.Module:
     """open_clip ``arch`` in eval mode on the CPU, every tensor read from ``path``.
 
     ``path=None`` keeps open_clip's random initialisation, seeded so that smoke-test scores repeat.
+    ``half_weights``: open_clip's "fp16" precision, its copy of OpenAI's ``convert_weights`` (LayerNorm
+    kept in float32 and computed in float32).
     """
     import open_clip
 
@@ -173,7 +235,9 @@ def build_clip(arch: str, path: Path | None, quick_gelu: bool) -> torch.nn.Modul
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu)
+            model = open_clip.create_model(
+                arch, pretrained=None, force_quick_gelu=quick_gelu, precision="fp16" if half_weights else "fp32"
+            )
     finally:
         root.setLevel(level)
     if state is None or path is None:
@@ -190,6 +254,7 @@ class BackboneKey:
     arch: str
     weights: str  # the resolved file, or "random"
     quick_gelu: bool
+    half_weights: bool = False
 
 
 class ClipBackbone:
@@ -197,7 +262,9 @@ class ClipBackbone:
 
     def __init__(self, key: BackboneKey) -> None:
         self.key = key
-        self.model = build_clip(key.arch, None if key.weights == "random" else Path(key.weights), key.quick_gelu)
+        self.model = build_clip(
+            key.arch, None if key.weights == "random" else Path(key.weights), key.quick_gelu, key.half_weights
+        )
         import open_clip
 
         self.tokenizer = open_clip.get_tokenizer(key.arch)
@@ -205,13 +272,16 @@ class ClipBackbone:
         self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
         self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
         self.device = torch.device("cpu")
-        self._images: dict[tuple[str, FrameSpec], torch.Tensor] = {}
-        self._texts: dict[str, torch.Tensor] = {}
+        # raw features (not normalised: some references normalise in float16), per view and autocast
+        self._images: dict[tuple[str, FrameSpec, torch.dtype | None], torch.Tensor] = {}
+        self._texts: dict[tuple[str, torch.dtype | None], torch.Tensor] = {}
         self.frames_embedded = 0  # counts real encoder work (the shared-backbone saving is measured on it)
 
     @staticmethod
-    def shared(shared: SharedModels | None, arch: str, weights: Path | None, quick_gelu: bool) -> ClipBackbone:
-        key = BackboneKey(arch, "random" if weights is None else str(Path(weights).resolve()), quick_gelu)
+    def shared(
+        shared: SharedModels | None, arch: str, weights: Path | None, quick_gelu: bool, half_weights: bool = False
+    ) -> ClipBackbone:
+        key = BackboneKey(arch, "random" if weights is None else str(Path(weights).resolve()), quick_gelu, half_weights)
         if shared is None:
             return ClipBackbone(key)
         return shared.get_or_create(("open_clip", key), lambda: ClipBackbone(key))
@@ -225,45 +295,95 @@ class ClipBackbone:
     def clear_images(self) -> None:
         self._images.clear()
 
-    def _autocast(self, dtype: torch.dtype) -> ContextManager[Any]:
-        if dtype == torch.float32:
+    def _autocast(self, dtype: torch.dtype | None) -> ContextManager[Any]:
+        if dtype is None or dtype == torch.float32:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def encode_frames(self, frames: torch.Tensor, dtype: torch.dtype = torch.float32, frame_batch: int = 64) -> torch.Tensor:
-        """L2-normalised float32 image embeddings of uint8 N x H x W x 3 frames already at input size."""
+    def _check(self, compute: Compute) -> None:
+        if compute.half_weights != self.key.half_weights:
+            raise ValueError(f"this backbone has {'float16' if self.key.half_weights else 'float32'} weights, "
+                             f"asked to compute with {compute.describe()}")
+
+    def encode_frames(
+        self, frames: torch.Tensor | FrameView, compute: Compute = Compute(), frame_batch: int = 64
+    ) -> torch.Tensor:
+        """Raw image features (N x D, not normalised) of frames already at input size (N x H x W x 3).
+
+        uint8 frames are scaled to [0, 1]; float frames are taken as they are (a float view is in [0, 1]).
+        """
+        return self._encode_batches(_frame_batches([frames], frame_batch), compute)
+
+    def _encode_batches(self, batches: Iterator[torch.Tensor], compute: Compute) -> torch.Tensor:
+        self._check(compute)
         out = []
         mean, std = self.mean.to(self.device), self.std.to(self.device)
-        for start in range(0, frames.shape[0], frame_batch):
-            x = frames[start : start + frame_batch].to(self.device, non_blocking=True)
-            x = (x.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
-            with torch.inference_mode(), self._autocast(dtype):
-                features = self.model.encode_image(x)
-            out.append(F.normalize(features.float(), dim=-1))
-        self.frames_embedded += int(frames.shape[0])
+        for frames in batches:
+            x = frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+            # one float copy (a float batch may be a slice of a view another evaluator still reads), then in
+            # place as torchvision's Normalize: sub_(mean).div_(std)
+            x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32, copy=True)
+            x = x.sub_(mean).div_(std)
+            if compute.half_weights:
+                x = x.half()  # OpenAI CLIP: image.type(self.dtype)
+            with torch.inference_mode(), self._autocast(compute.autocast):
+                out.append(self.model.encode_image(x))
+            self.frames_embedded += int(frames.shape[0])
         return torch.cat(out) if out else torch.zeros((0, 1), device=self.device)
 
-    def video_embeddings(
-        self, batch: Sequence[VideoSample], spec: FrameSpec, dtype: torch.dtype, frame_batch: int = 64
+    def video_features(
+        self, batch: Sequence[VideoSample], spec: FrameSpec, compute: Compute = Compute(), frame_batch: int = 64
     ) -> list[torch.Tensor]:
-        """Per video, its frames' embeddings (T x D); frames of all videos not yet memoised go in one pass."""
-        todo = [s for s in batch if (s.video, spec) not in self._images]
+        """Per video, its frames' raw features (T x D); frames of all videos not yet memoised go in one pass.
+
+        Frames are taken ``frame_batch`` at a time across videos: a ``FrameView`` derives only those.
+        """
+        todo = [s for s in batch if (s.video, spec, compute.autocast) not in self._images]
         if todo:
-            sizes = [int(s.frames.shape[0]) for s in todo]
+            sizes = [len(s.frames) for s in todo]
             if min(sizes) == 0:
                 raise VbenchPrefError(f"{todo[sizes.index(0)].video}: no frames to embed")
-            embedded = self.encode_frames(torch.cat([s.frames for s in todo]), dtype, frame_batch)
-            for sample, part in zip(todo, torch.split(embedded, sizes)):
-                self._images[(sample.video, spec)] = part
-        return [self._images[(s.video, spec)] for s in batch]
+            features = self._encode_batches(_frame_batches([s.frames for s in todo], frame_batch), compute)
+            for sample, part in zip(todo, torch.split(features, sizes)):
+                self._images[(sample.video, spec, compute.autocast)] = part
+        return [self._images[(s.video, spec, compute.autocast)] for s in batch]
 
-    def text_embeddings(self, prompts: Sequence[str], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """L2-normalised float32 embeddings of prompts (B x D), each unique prompt encoded once per run."""
-        new = list(dict.fromkeys(p for p in prompts if p not in self._texts))
+    def video_embeddings(
+        self, batch: Sequence[VideoSample], spec: FrameSpec, compute: Compute = Compute(), frame_batch: int = 64
+    ) -> list[torch.Tensor]:
+        """Per video, its frames' L2-normalised float32 embeddings (T x D)."""
+        return [F.normalize(f.float(), dim=-1) for f in self.video_features(batch, spec, compute, frame_batch)]
+
+    def text_features(self, prompts: Sequence[str], compute: Compute = Compute()) -> torch.Tensor:
+        """Raw text features of prompts (B x D), each unique prompt encoded once per run and precision."""
+        self._check(compute)
+        new = list(dict.fromkeys(p for p in prompts if (p, compute.autocast) not in self._texts))
         if new:
             tokens = self.tokenizer(new).to(self.device)
-            with torch.inference_mode(), self._autocast(dtype):
+            with torch.inference_mode(), self._autocast(compute.autocast):
                 features = self.model.encode_text(tokens)
-            for prompt, row in zip(new, F.normalize(features.float(), dim=-1)):
-                self._texts[prompt] = row
-        return torch.stack([self._texts[p] for p in prompts])
+            for prompt, row in zip(new, features):
+                self._texts[(prompt, compute.autocast)] = row
+        return torch.stack([self._texts[(p, compute.autocast)] for p in prompts])
+
+    def text_embeddings(self, prompts: Sequence[str], compute: Compute = Compute()) -> torch.Tensor:
+        """L2-normalised float32 embeddings of prompts (B x D)."""
+        return F.normalize(self.text_features(prompts, compute).float(), dim=-1)
+
+
+def _frame_batches(videos: Sequence[torch.Tensor | FrameView], size: int) -> Iterator[torch.Tensor]:
+    """The frames of ``videos`` in order, ``size`` at a time across video boundaries, each derived when due."""
+    pending: list[torch.Tensor] = []
+    count = 0
+    for frames in videos:
+        total, start = len(frames), 0
+        while start < total:
+            stop = min(total, start + size - count)
+            pending.append(frames.frames(start, stop) if isinstance(frames, FrameView) else frames[start:stop])
+            count += stop - start
+            start = stop
+            if count == size:
+                yield pending[0] if len(pending) == 1 else torch.cat(pending)
+                pending, count = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else torch.cat(pending)

@@ -6,8 +6,12 @@ decoding overlaps compute (at most two chunks of frames are alive). Evaluators a
 ``residency_key()``: within a chunk the groups are scored one after the other, and on a CUDA device with
 several groups only the group being scored is on the device (``activate``/``deactivate``), so a run
 never holds two big models in device memory; each evaluator collects its views into batches of
-``batch_size`` videos. Outcomes are appended to the run's journal as batches finish, and the
-CSV/Parquet/JSON views are rewritten atomically every few seconds, so an interrupted run loses at most
+``batch_size`` videos. A view that would be larger than the decoded frames it comes from (a small video
+enlarged to a model's input size, or made float) is kept as a ``FrameView`` for evaluators that read
+frames a batch at a time (``lazy_frames``), so it is derived per batch and never exists whole. With a
+``memory_budget``, chunks are sized from the frame bytes of the videos seen so far so that the two chunks
+alive at once hold at most about that much. Outcomes are appended to the run's journal as batches
+finish, and the CSV/Parquet/JSON views are rewritten atomically every few seconds, so an interrupted run loses at most
 the batches in flight and a rerun of the same command resumes.
 """
 
@@ -18,6 +22,7 @@ import inspect
 import json
 import logging
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -40,7 +45,7 @@ from vbench_pref.matching import Matching, VideoTask, match_videos
 from vbench_pref.distributed import Processes
 from vbench_pref.results import RECORDS, Record, RunDir, latest_records, now_iso, shard_journal
 from vbench_pref.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from vbench_pref.video import FrameSpec, decode_video
+from vbench_pref.video import FrameSpec, FrameView, decode_video
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,27 @@ class ScoreOptions:
     command: list[str] | None = None
     suite: str | None = None  # the prompt suite's name (``eval`` gives it); default: see suite_identity
     allow_outside_paths: bool = False  # a manifest may list videos outside ``videos``
+    memory_budget: int | str | None = None  # bytes of frames held at once, e.g. "4GB"; None: chunk_videos only
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*((?:[KMGT]I?)?B?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from ``4GB``, ``512MB``, ``2GiB`` or a plain number of bytes; VbenchPrefError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        match = _SIZE.match(str(value))
+        if match is None:
+            raise VbenchPrefError(f"--memory-budget takes a size like 4GB or 512MB, got {value!r}")
+        unit = (match.group(2) or "").upper()
+        base = 1024 ** " KMGT".index(unit[0]) if unit.endswith("IB") else _UNITS[unit[:1]]
+        number = int(float(match.group(1)) * base)
+    if number < 1:
+        raise VbenchPrefError(f"--memory-budget must be positive, got {value!r}")
+    return number
 
 
 @dataclass
@@ -211,10 +237,21 @@ def _run_config(opts: ScoreOptions, evaluators: Sequence[Evaluator], matching: M
 
 @dataclass
 class PreparedVideo:
-    """One decoded video as its evaluators need it: each frame view (frames, timestamps) by spec."""
+    """One decoded video as its evaluators need it: each frame view (frames, timestamps) by spec.
+
+    A view is a tensor, or a ``FrameView`` (derived per batch) when that is smaller and every evaluator
+    reading it takes one.
+    """
 
     fps: float
-    views: dict[FrameSpec, tuple[torch.Tensor, np.ndarray]]
+    views: dict[FrameSpec, tuple[torch.Tensor | FrameView, np.ndarray]]
+
+    @property
+    def nbytes(self) -> int:
+        """Frame bytes held: whole views, and once each decoded frame that some FrameView keeps alive."""
+        held = sum(v.nbytes for v, _ in self.views.values() if isinstance(v, torch.Tensor))
+        sources = {k: f for v, _ in self.views.values() if isinstance(v, FrameView) for k, f in v.sources().items()}
+        return held + sum(f.nbytes for f in sources.values())
 
 
 def residency_groups(evaluators: Sequence[Evaluator]) -> list[list[Evaluator]]:
@@ -269,34 +306,70 @@ class _Engine:
         self.group_index = {e.name: i for i, group in enumerate(self.groups) for e in group}
         self.swap = swaps_residency(device, len(self.groups))
         self.resident: list[Evaluator] = []  # activated and not deactivated since
+        self.budget = None if opts.memory_budget is None else parse_size(opts.memory_budget)
+        self.video_bytes = 0  # the most frame bytes one prepared video held so far (sizes chunks under a budget)
+        self.chunk_sizes: list[int] = []
 
     def todo(self) -> list[VideoTask]:
         return [t for t in self.tasks if self.needs[t.video]]
 
     def _prepare(self, task: VideoTask) -> PreparedVideo:
-        """Decode once and derive every view, in a worker thread: resizing overlaps evaluator compute too."""
-        specs = list(dict.fromkeys(e.frame_spec() for e in self.needs[task.video]))
+        """Decode once and derive every view, in a worker thread: resizing overlaps evaluator compute too.
+
+        A view stays a FrameView (derived per batch, by the evaluator) when every evaluator reading it takes
+        one and it would be larger than the decoded frames it needs.
+        """
+        needs = self.needs[task.video]
+        specs = list(dict.fromkeys(e.frame_spec() for e in needs))
         decoded = decode_video(task.path, specs, backend=self.opts.backend)
-        return PreparedVideo(decoded.fps, {spec: decoded.view(spec) for spec in specs})
+        views: dict[FrameSpec, tuple[torch.Tensor | FrameView, np.ndarray]] = {}
+        for spec in specs:
+            view = decoded.frame_view(spec)
+            lazy = all(e.lazy_frames for e in needs if e.frame_spec() == spec) and view.nbytes > view.source_nbytes
+            views[spec] = (view if lazy else view.frames(), decoded.timestamps[decoded.frame_indices(spec)])
+        return PreparedVideo(decoded.fps, views)
+
+    def _chunk_size(self) -> int:
+        """chunk_videos, or under a budget as many videos as half of it holds (the next chunk is the other half)."""
+        if self.budget is None:
+            return self.opts.chunk_videos
+        if self.video_bytes == 0:
+            return 1  # nothing seen yet: one video tells the size
+        return max(1, min(self.opts.chunk_videos, self.budget // (2 * self.video_bytes)))
+
+    def _measure(self, chunk: list[tuple[VideoTask, Future[PreparedVideo]]]) -> None:
+        """Wait for a chunk's decodes and learn the frame bytes of its videos (only under a budget)."""
+        for _, future in chunk:
+            try:
+                self.video_bytes = max(self.video_bytes, future.result().nbytes)
+            except VideoDecodeError:
+                pass  # recorded when the chunk is scored
 
     def run(self) -> None:
-        todo = self.todo()
-        size = self.opts.chunk_videos
-        chunks = iter([todo[i : i + size] for i in range(0, len(todo), size)])
+        todo = deque(self.todo())
+
+        def next_chunk() -> list[VideoTask]:
+            size = min(self._chunk_size(), len(todo))
+            if size:
+                self.chunk_sizes.append(size)
+            return [todo.popleft() for _ in range(size)]
+
         with ThreadPoolExecutor(max_workers=self.opts.workers, thread_name_prefix="decode") as pool:
             ahead: deque[list[tuple[VideoTask, Future[PreparedVideo]]]] = deque()
 
-            def submit(chunk: list[VideoTask] | None) -> None:
+            def submit(chunk: list[VideoTask]) -> None:
                 if chunk:
                     ahead.append([(task, pool.submit(self._prepare, task)) for task in chunk])
 
             try:
-                submit(next(chunks, None))
+                submit(next_chunk())
                 if ahead and not self.swap:
                     self._activate([e for group in self.groups for e in group])  # overlaps the first decodes
                 while ahead:
-                    submit(next(chunks, None))  # the next chunk decodes while this one is scored
                     current = ahead.popleft()
+                    if self.budget is not None:
+                        self._measure(current)  # the next chunk is sized from these videos
+                    submit(next_chunk())  # the next chunk decodes while this one is scored
                     self._score_chunk(current)
                     del current  # its frames are freed before a third chunk is submitted
             except BaseException:
@@ -511,6 +584,7 @@ def _provenance(
         "seed": opts.seed,
         "batch_size": opts.batch_size,
         "chunk_videos": opts.chunk_videos,
+        "memory_budget": None if opts.memory_budget is None else parse_size(opts.memory_budget),
         "residency_groups": [[e.name for e in group] for group in residency_groups(evaluators)],
         "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "level": 0.95, "method": "percentile"},
         "config": config,
@@ -537,6 +611,8 @@ def run_scoring(
         raise VbenchPrefError("--workers must be at least 1")
     if opts.chunk_videos < 1:
         raise VbenchPrefError("--chunk-videos must be at least 1")
+    if opts.memory_budget is not None:
+        parse_size(opts.memory_budget)
     device = resolve_device(procs.device(opts.device))
     matching = match_videos(opts.videos, opts.prompts, opts.recursive, opts.allow_outside_paths)
     if matching.left_out and on_note is not None and procs.is_main:

@@ -26,7 +26,9 @@ API CONTRACT (other modules import these names):
 - ``FrameSpec``: frozen, hashable description of the frames one evaluator needs.
 - ``decode_video(path, specs, backend)``: one decode of ``path`` that keeps only the frames some spec in
   ``specs`` needs (all frames when a spec samples "all"); raises ``VideoDecodeError`` with a one-line reason.
-- ``DecodedVideo.view(spec)``: the frames of one spec (uint8 torch tensor T x H x W x 3) and their timestamps.
+- ``DecodedVideo.view(spec)``: the frames of one spec (torch tensor T x H x W x 3: uint8, or float32 for a
+  float spec) and their timestamps.
+- ``DecodedVideo.frame_view(spec)``: the same frames as a ``FrameView``, derived a batch at a time on demand.
 - ``write_video(path, frames, fps)``: atomic mp4 write with exact fps metadata.
 - ``DECODES``: Counter of decodes per path (the engine's decode-once guarantee is tested through it).
 """
@@ -56,6 +58,7 @@ __all__ = [
     "BackendUnavailable",
     "DecodedVideo",
     "FrameSpec",
+    "FrameView",
     "available_backends",
     "decode_video",
     "exact_fps",
@@ -73,6 +76,8 @@ _DECODES_LOCK = threading.Lock()
 _SAMPLINGS = ("all", "count", "fps")
 _RESIZES = ("native", "short_side_crop", "max_side", "longest_pad")
 _INTERPOLATIONS = ("bilinear", "bicubic")
+_PIXELS = ("uint8", "float_0_255", "float_0_1")
+_RESAMPLERS = ("torch", "pil")
 
 # Resizing runs in float32; chunking bounds the extra memory to this many frames whatever the video length.
 _RESIZE_CHUNK = 16
@@ -112,9 +117,22 @@ class FrameSpec:
       the whole frame instead of cropping it. Unlike HPSv2 (which skips the pad when no resize is needed,
       giving the model a non-square input it cannot take), frames already at ``size`` are padded too.
 
-    Resizing is ``torch.nn.functional.interpolate`` on float32 (``align_corners=False``), then rounded and
-    clamped to uint8. ``antialias`` defaults to True because the CLIP-family references resize with PIL,
-    which always low-pass filters when shrinking; torch without antialias aliases badly on large shrinks.
+    How pixels are resampled (``resampler``) and what they become (``pixels``), so that a view can equal the
+    transform chain of the reference it follows, value for value:
+
+    - ``resampler="torch"``: ``torch.nn.functional.interpolate`` on float32 (``align_corners=False``), as
+      torchvision's tensor ``Resize`` does. ``antialias`` defaults to True: torch without antialias aliases
+      badly on large shrinks; set it False where the reference does (VBench's ``clip_transform``).
+    - ``resampler="pil"``: ``PIL.Image.resize`` on each uint8 frame, as torchvision's ``Resize`` does on PIL
+      images (VBench's ``clip_transform_Image``). PIL rounds and clips to uint8 itself and always low-pass
+      filters when shrinking, so it needs ``pixels="uint8"`` and ``antialias=True``.
+    - ``pixels="uint8"``: the resized float32 values rounded and clamped to uint8 (torch), or PIL's uint8.
+    - ``pixels="float_0_255"``: float32 frames in 0..255 (VBench's ``load_video``: ``torch.Tensor(frames)``)
+      resized without rounding or clamping (bicubic overshoot is kept), then divided by 255.
+    - ``pixels="float_0_1"``: divided by 255 first (torchvision's ``ToTensor``), then resized without
+      clamping (open_clip's and HPSv2's ``preprocess_val``).
+
+    Float views are float32 T x H x W x 3 in nominally [0, 1]; crops and pads are the same in every case.
     """
 
     sampling: Literal["all", "count", "fps"] = "all"
@@ -126,6 +144,8 @@ class FrameSpec:
     antialias: bool = True
     multiple_of: int = 1
     min_side: int | None = None
+    pixels: Literal["uint8", "float_0_255", "float_0_1"] = "uint8"
+    resampler: Literal["torch", "pil"] = "torch"
 
     def __post_init__(self) -> None:
         # Fail when the evaluator is defined, not in the middle of a run on the first video.
@@ -151,6 +171,13 @@ class FrameSpec:
             raise ValueError(f"FrameSpec.multiple_of must be an int >= 1, got {self.multiple_of!r}")
         if self.min_side is not None and (not _is_int(self.min_side) or self.min_side < 1):
             raise ValueError(f"FrameSpec.min_side must be an int >= 1 or None, got {self.min_side!r}")
+        if self.pixels not in _PIXELS:
+            raise ValueError(f"FrameSpec.pixels must be one of {_PIXELS}, got {self.pixels!r}")
+        if self.resampler not in _RESAMPLERS:
+            raise ValueError(f"FrameSpec.resampler must be one of {_RESAMPLERS}, got {self.resampler!r}")
+        if self.resampler == "pil" and (self.pixels != "uint8" or not self.antialias):
+            raise ValueError("FrameSpec(resampler='pil') gives uint8 pixels and always antialiases: "
+                             "it needs pixels='uint8' and antialias=True")
 
     def describe(self) -> str:
         """Short text for reports and cards.
@@ -164,7 +191,7 @@ class FrameSpec:
         else:
             what = f"frames at {float(self.fps):g} fps"
         if self.resize == "native":
-            return f"{what}, native resolution"
+            return f"{what}, native resolution" + ("" if self.pixels == "uint8" else ", float")
         if self.resize == "short_side_crop":
             how = f"short side {self.size} + center crop"
         elif self.resize == "longest_pad":
@@ -176,8 +203,15 @@ class FrameSpec:
             if self.multiple_of > 1:
                 parts.append(f"multiple of {self.multiple_of}")
             how = ", ".join(parts)
-        aa = "antialias" if self.antialias else "no antialias"
-        return f"{what}, {how} ({self.interpolation}, {aa})"
+        if self.resampler == "pil":
+            method = f"{self.interpolation}, PIL"
+        else:
+            method = f"{self.interpolation}, {'antialias' if self.antialias else 'no antialias'}"
+        if self.pixels == "float_0_255":
+            method += ", float from 0-255, unclamped"
+        elif self.pixels == "float_0_1":
+            method += ", float from 0-1, unclamped"
+        return f"{what}, {how} ({method})"
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of this spec's frames for a video of ``height`` x ``width``, without decoding."""
@@ -260,15 +294,22 @@ def _resize_plan(spec: FrameSpec, h: int, w: int) -> tuple[tuple[int, int], int 
     return (nh, nw), None
 
 
-def _resize_frames(frames: list[np.ndarray], spec: FrameSpec) -> torch.Tensor:
-    """Stack and resize uint8 H x W x 3 frames to a uint8 T x h x w x 3 tensor, in bounded-memory chunks."""
+def _resize_frames(frames: Sequence[np.ndarray], spec: FrameSpec) -> torch.Tensor:
+    """uint8 H x W x 3 frames as ``spec`` makes them: a T x h x w x 3 tensor (uint8, or float32 for float pixels).
+
+    Works ``_RESIZE_CHUNK`` frames at a time, so float intermediates stay bounded whatever the video length.
+    """
+    if not frames:
+        raise ValueError("no frames to resize")
     h, w = frames[0].shape[:2]
     (rh, rw), crop = _resize_plan(spec, h, w)
     pad = spec.resize == "longest_pad"
-    if (rh, rw) == (h, w) and crop is None and not pad:
-        return torch.from_numpy(np.stack(frames)) if frames else torch.zeros((0, h, w, 3), dtype=torch.uint8)
+    floats = spec.pixels != "uint8"
+    if (rh, rw) == (h, w) and crop is None and not pad and not floats:
+        return torch.from_numpy(np.stack(frames))
     oh, ow = spec.output_size(h, w)
-    out = torch.zeros((len(frames), oh, ow, 3), dtype=torch.uint8)  # zeros: the black letterbox of longest_pad
+    # zeros: the black letterbox of longest_pad (0 is black in [0, 1] too)
+    out = torch.zeros((len(frames), oh, ow, 3), dtype=torch.float32 if floats else torch.uint8)
     # HPSv2 ResizeMaxSize: pad_h // 2 above, the rest below (same for width).
     y0, x0 = ((oh - rh) // 2, (ow - rw) // 2) if pad else (0, 0)
     top = left = 0
@@ -276,17 +317,95 @@ def _resize_frames(frames: list[np.ndarray], spec: FrameSpec) -> torch.Tensor:
         # torchvision.transforms.functional.center_crop: int(round((size_in - size_out) / 2.0))
         top, left = int(round((rh - crop) / 2.0)), int(round((rw - crop) / 2.0))
     for start in range(0, len(frames), _RESIZE_CHUNK):
-        chunk = torch.from_numpy(np.stack(frames[start : start + _RESIZE_CHUNK]))
-        x = chunk.permute(0, 3, 1, 2).to(torch.float32)
-        if (rh, rw) != (h, w):
-            x = torch.nn.functional.interpolate(
-                x, size=(rh, rw), mode=spec.interpolation, align_corners=False, antialias=spec.antialias
-            )
+        part = frames[start : start + _RESIZE_CHUNK]
+        if spec.resampler == "pil":
+            x = _resample_pil(part, (h, w), (rh, rw), spec.interpolation)
+        else:
+            x = _resample_torch(part, (h, w), (rh, rw), spec).permute(0, 2, 3, 1)
         if crop is not None:
-            x = x[:, :, top : top + crop, left : left + crop]
-        x = x.round_().clamp_(0, 255).to(torch.uint8)
-        out[start : start + len(chunk), y0 : y0 + x.shape[2], x0 : x0 + x.shape[3]] = x.permute(0, 2, 3, 1)
+            x = x[:, top : top + crop, left : left + crop]
+        out[start : start + len(part), y0 : y0 + x.shape[1], x0 : x0 + x.shape[2]] = x
     return out
+
+
+def _resample_torch(
+    part: Sequence[np.ndarray], size: tuple[int, int], new_size: tuple[int, int], spec: FrameSpec
+) -> torch.Tensor:
+    """N x 3 x h x w: float32 per ``spec.pixels``, or rounded uint8; each step where torchvision takes it.
+
+    The layouts matter for bit-exactness, as interpolate's kernels for channels-last and contiguous
+    tensors round differently: VBench permutes a T x H x W x C float tensor (channels-last strides, as
+    here), while ``ToTensor`` makes each image contiguous.
+    """
+    x = torch.from_numpy(np.stack(part)).permute(0, 3, 1, 2)
+    if spec.pixels == "float_0_1":
+        x = x.contiguous().to(torch.float32).div_(255.0)
+    else:
+        x = x.to(torch.float32)
+    if new_size != size:
+        x = torch.nn.functional.interpolate(
+            x, size=new_size, mode=spec.interpolation, align_corners=False, antialias=spec.antialias
+        )
+    if spec.pixels == "float_0_255":
+        return x.div_(255.0)
+    if spec.pixels == "float_0_1":
+        return x
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _resample_pil(
+    part: Sequence[np.ndarray], size: tuple[int, int], new_size: tuple[int, int], interpolation: str
+) -> torch.Tensor:
+    """N x h x w x 3 uint8 resized by PIL, as torchvision's ``Resize`` does for PIL images."""
+    if new_size == size:  # torchvision returns the image untouched
+        return torch.from_numpy(np.stack(part))
+    from PIL import Image
+
+    method = Image.Resampling.BICUBIC if interpolation == "bicubic" else Image.Resampling.BILINEAR
+    (rh, rw) = new_size
+    return torch.from_numpy(np.stack([np.asarray(Image.fromarray(f).resize((rw, rh), method)) for f in part]))
+
+
+class FrameView:
+    """One spec's frames, derived from a decode's kept uint8 frames on demand, a slice at a time.
+
+    A view that enlarges frames (a 64 x 64 video seen at 224 x 224) or makes them float is many times the
+    size of the decoded video; deriving it per batch bounds that to a batch whatever the video's length.
+    Equal slices always hold equal values (``frames(0, n)`` equals the whole view's first n frames).
+    """
+
+    def __init__(self, frames: Sequence[np.ndarray], spec: FrameSpec) -> None:
+        if not frames:
+            raise ValueError(f"{spec.describe()}: a view needs at least one frame")
+        self.spec = spec
+        self._frames = list(frames)
+        h, w = frames[0].shape[:2]
+        self.shape: tuple[int, int, int, int] = (len(frames), *spec.output_size(h, w), 3)
+        self.dtype = torch.uint8 if spec.pixels == "uint8" else torch.float32
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole view, were it materialised."""
+        return math.prod(self.shape) * (1 if self.dtype == torch.uint8 else 4)
+
+    def sources(self) -> dict[int, np.ndarray]:
+        """The decoded frames this view keeps alive, by ``id`` (a repeated frame once)."""
+        return {id(f): f for f in self._frames}
+
+    @property
+    def source_nbytes(self) -> int:
+        """Bytes of the decoded frames this view keeps alive."""
+        return sum(f.nbytes for f in self.sources().values())
+
+    def frames(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Frames ``start:stop`` of the view (a fresh tensor the caller may modify)."""
+        part = self._frames[start:stop]
+        if not part:
+            return torch.zeros((0, *self.shape[1:]), dtype=self.dtype)
+        return _resize_frames(part, self.spec)
 
 
 # ------------------------------------------------------------------------------------------------ decode
@@ -326,16 +445,19 @@ class DecodedVideo:
         return self._plan(spec).copy()
 
     def view(self, spec: FrameSpec) -> tuple[torch.Tensor, np.ndarray]:
-        """``spec``'s frames (uint8 T x H x W x 3 RGB, a fresh tensor the caller may modify) and timestamps.
+        """``spec``'s frames (T x H x W x 3 RGB, a fresh tensor the caller may modify) and timestamps.
 
-        Computed from the frames kept at decode time, never by reading the file again; deterministic, so
-        equal specs give identical content.
+        uint8, or float32 for a float ``spec.pixels``. Computed from the frames kept at decode time, never by
+        reading the file again; deterministic, so equal specs give identical content.
         """
-        idx = self._plan(spec)
-        frames = [self._frames[int(i)] for i in idx]
+        return self.frame_view(spec).frames(), self.timestamps[self._plan(spec)].copy()
+
+    def frame_view(self, spec: FrameSpec) -> FrameView:
+        """``spec``'s frames as a ``FrameView``: derived when sliced, holding only the decoded frames."""
+        frames = [self._frames[int(i)] for i in self._plan(spec)]
         if not frames:  # a decode always has >= 1 frame, and every spec samples >= 1 of them
             raise ValueError(f"{self.path}: {spec.describe()} selects no frames")
-        return _resize_frames(frames, spec), self.timestamps[idx].copy()
+        return FrameView(frames, spec)
 
     def _plan(self, spec: FrameSpec) -> np.ndarray:
         try:

@@ -118,6 +118,10 @@ def score_command(
     allow_outside_paths: bool = typer.Option(
         False, "--allow-outside-paths", help="Score videos a manifest lists outside --videos (refused otherwise).",
     ),
+    memory_budget: Optional[str] = typer.Option(
+        None, "--memory-budget",
+        help="Frame memory held at once, e.g. 4GB: chunks shrink to fit (default: --chunk-videos alone).",
+    ),
 ) -> None:
     """Score every video of a folder; rerun the same command to resume. Exit 3 if some videos failed."""
     from vbench_pref.scoring import ScoreOptions
@@ -127,6 +131,7 @@ def score_command(
         evaluator_options=parse_evaluator_options(list(options)), device=device, dtype=dtype,
         batch_size=batch_size, backend=backend, workers=workers, chunk_videos=chunk_videos, model=model, method=method,
         recursive=recursive, seed=seed, command=argv(), allow_outside_paths=allow_outside_paths,
+        memory_budget=memory_budget,
     )
     result = score_and_report(opts)
     raise typer.Exit(result.exit_code)
