@@ -363,3 +363,12 @@ def test_other_options_checked_where_they_are_parsed(offline, tmp_path: Path, co
     make_videos(tmp_path / "videos", 2)
     (tmp_path / "videos" / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.5}) + "\n")
     assert message in one_error_line(invoke(*command))
+
+
+def test_train_frames_follow_the_model_family_before_encoding(offline, pairs_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("diffusers")
+    result = invoke("train-pgdpo", "--model", "builtin:tiny-wan", "--pairs", str(pairs_file), "--out", "t",
+                    "--num-frames", "2", "--device", "cpu")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]  # after "loading the model"
+    assert result.exit_code == 2 and errors == ["error: --num-frames 2 is not valid for wan: use 4k+1 frames, e.g. 1 or 5"]
+    assert not (pairs_file.parent / "cache").exists()

@@ -22,7 +22,8 @@ def names_path(path: str | os.PathLike[str], *aliases: str | os.PathLike[str]) -
     try:
         yield
     except OSError as exc:
-        if exc.filename is None or exc.filename in {str(a) for a in aliases}:
+        # an OSError made without an errno keeps its message: a file name would replace it in str()
+        if exc.errno is not None and (exc.filename is None or exc.filename in {str(a) for a in aliases}):
             exc.filename = str(path)
         raise
 

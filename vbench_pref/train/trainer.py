@@ -34,9 +34,9 @@ import torch
 from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line
 from vbench_pref.errors import VbenchPrefError
 from vbench_pref.generate.models import BUILTIN_PREFIX, load_model, write_model_card
+from vbench_pref.preflight import check_device, check_output_folder
 from vbench_pref.train import diagnostics
 from vbench_pref.train.config import TrainConfig
-from vbench_pref.preflight import check_device, check_output_folder
 from vbench_pref.train.data import (
     INDEX, FrameSettings, LatentCache, cache_key, default_cache_dir, precompute, read_pairs,
 )
