@@ -372,3 +372,12 @@ def test_train_frames_follow_the_model_family_before_encoding(offline, pairs_fil
     errors = [line for line in result.stderr.splitlines() if line.startswith("error")]  # after "loading the model"
     assert result.exit_code == 2 and errors == ["error: --num-frames 2 is not valid for wan: use 4k+1 frames, e.g. 1 or 5"]
     assert not (pairs_file.parent / "cache").exists()
+
+
+def test_weights_pull_into_an_unwritable_cache_is_refused_before_downloading(offline, unwritable: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(unwritable / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    result = invoke("weights", "pull", "hpsv2.1")
+    assert f"error: weights cache {unwritable}/hub: cannot write to {unwritable}" in result.stderr
+    assert result.exit_code == 2
