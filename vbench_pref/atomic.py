@@ -16,6 +16,19 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
+def names_path(path: str | os.PathLike[str], *aliases: str | os.PathLike[str]) -> Iterator[None]:
+    """Give OSErrors raised inside the block ``path`` as their file name when they have none (a full disk
+    surfaces in write or fsync, which name no file) or name one of ``aliases`` (a temporary file)."""
+    try:
+        yield
+    except OSError as exc:
+        # an OSError made without an errno keeps its message: a file name would replace it in str()
+        if exc.errno is not None and (exc.filename is None or exc.filename in {str(a) for a in aliases}):
+            exc.filename = str(path)
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds, it replaces ``path`` in one rename.
 
@@ -25,16 +38,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception, ``path`` is left as it was and the temporary file is removed.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    with names_path(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        with names_path(target, tmp, tmp_name):
+            yield tmp
+            with open(tmp, "rb+") as written:
+                os.fsync(written.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -47,7 +62,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def append_synced(path: str | os.PathLike[str], text: str) -> None:
     """Append to a journal and sync, so a line reported done survives a crash."""
-    with open(path, "a", encoding="utf-8") as handle:
+    with names_path(path), open(path, "a", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

@@ -28,7 +28,10 @@ from vbench_pref.generate.families import GenerationSettings
 from vbench_pref.generate.models import LoadedModel, load_model
 from vbench_pref.generate.prompts import PromptSuite, bundled_dir, load_suite
 from vbench_pref.generate.runner import GenerationResult, generate
-from vbench_pref.scoring import DTYPES, ScoreOptions, ScoreResult, resolve_device, run_scoring
+from vbench_pref.preflight import (
+    check_at_least, check_device, check_output_file, check_output_folder, check_range, check_seed,
+)
+from vbench_pref.scoring import DTYPES, ScoreOptions, ScoreResult, check_evaluators, check_score_options, run_scoring
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,17 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
     return dtype
 
 
+def check_generation_options(opts: GenerationOptions, procs: Processes = Processes()) -> torch.device:
+    """The generation options a model does not have to be loaded to check; returns the device."""
+    check_at_least(1, n=opts.n, frames=opts.frames, height=opts.height, width=opts.width, steps=opts.steps,
+                   fps=opts.fps, gen_batch_size=opts.batch_size)
+    check_range("--guidance", opts.guidance, 0)
+    check_seed(opts.seed)
+    if opts.dtype != "auto" and opts.dtype not in DTYPES:
+        raise VbenchPrefError(f"--dtype must be auto or one of {', '.join(DTYPES)}")
+    return check_device(procs.device(opts.device))
+
+
 def settings_for(model: LoadedModel, opts: GenerationOptions) -> GenerationSettings:
     """The model's defaults with the options given; ``--negative-prompt ''`` turns the default one off."""
     settings = model.defaults.with_overrides(
@@ -123,7 +137,8 @@ def generate_videos(
 ) -> tuple[GenerationResult, LoadedModel]:
     """Load the model and make the suite's missing videos in ``out`` (every process calls this)."""
     suite = suite or load_suite(opts.prompts)
-    device = resolve_device(procs.device(opts.device))
+    device = check_generation_options(opts, procs)
+    check_output_folder(out)
     dtype = resolve_dtype(opts.dtype, device)
     log.info("loading the model %s on %s", opts.model, device)
     model = load_model(opts.model, device, DTYPES[dtype], opts.base_model)
@@ -141,6 +156,17 @@ def release(model: LoadedModel) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def check_leaderboard(prefix: Path, reported: list[str]) -> None:
+    """The leaderboard's files can be written and every --reported file exists."""
+    from vbench_pref.cli.leaderboard_cmd import resolve_reported
+    from vbench_pref.leaderboard import output_paths
+
+    for file in (prefix.with_name(prefix.name + RUNS_LIST_SUFFIX), *output_paths(prefix)):
+        check_output_file(file, "--leaderboard")
+    for name in reported:
+        resolve_reported(name)
 
 
 def add_to_leaderboard(prefix: Path, run_dir: Path, reported: list[str]) -> Path:
@@ -177,17 +203,25 @@ def run_eval(
     procs = processes()
     suite = load_suite(opts.generation.prompts)
     out = opts.out or default_out(opts.generation, suite)
+    score_opts = ScoreOptions(
+        videos=out / "videos", out=out / "run", prompts=None, evaluators=list(opts.evaluators),
+        evaluator_options=opts.evaluator_options, device=opts.generation.device, dtype=opts.score_dtype,
+        batch_size=opts.score_batch_size, backend=opts.backend, workers=opts.workers, chunk_videos=opts.chunk_videos,
+        seed=opts.generation.seed, command=opts.command, suite=suite_name(suite),
+    )
+    # everything the scoring and the leaderboard need is checked before the first video is generated
+    check_generation_options(opts.generation, procs)
+    check_score_options(score_opts, procs)
+    check_evaluators(score_opts.evaluators, score_opts.evaluator_options)
+    check_output_folder(out)
+    if opts.leaderboard is not None:
+        check_leaderboard(opts.leaderboard, opts.reported)
     generation, model = generate_videos(opts.generation, out / "videos", procs, on_generation_start, on_video, suite)
     label, method = model.base_label, opts.method or model.source.get("method") or "base"
     release(model)
     if on_generated is not None:
         on_generated(generation)
-    score_opts = ScoreOptions(
-        videos=out / "videos", out=out / "run", prompts=None, evaluators=list(opts.evaluators),
-        evaluator_options=opts.evaluator_options, device=opts.generation.device, dtype=opts.score_dtype,
-        batch_size=opts.score_batch_size, backend=opts.backend, workers=opts.workers, chunk_videos=opts.chunk_videos,
-        model=label, method=method, seed=opts.generation.seed, command=opts.command, suite=suite_name(suite),
-    )
+    score_opts = dataclasses.replace(score_opts, model=label, method=method)
     scoring = (score or (lambda o, p: run_scoring(o, procs=p)))(score_opts, procs)
     board = None
     if procs.is_main and opts.leaderboard is not None:

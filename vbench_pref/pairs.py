@@ -9,6 +9,7 @@ with video paths relative to the pairs file: this is what ``train-pgdpo`` reads.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -22,9 +23,10 @@ from vbench_pref import registry
 from vbench_pref.atomic import atomic_path, atomic_write_text
 from vbench_pref.distributed import processes
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.evaluate import GenerationOptions, generate_videos, release
+from vbench_pref.evaluate import GenerationOptions, check_generation_options, generate_videos, release
 from vbench_pref.generate.prompts import load_suite
-from vbench_pref.scoring import ScoreOptions, run_scoring
+from vbench_pref.preflight import check_output_folder, check_range
+from vbench_pref.scoring import ScoreOptions, check_evaluators, check_score_options, run_scoring
 
 PAIR_MODES = ("best_worst", "all")
 PAIR_COLUMNS = [
@@ -155,20 +157,26 @@ def run_pairs(
         raise VbenchPrefError("--n must be at least 2: a pair needs two videos of the same prompt")
     if opts.mode not in PAIR_MODES:
         raise VbenchPrefError(f"--mode must be one of {', '.join(PAIR_MODES)}")
+    check_range("--min-margin", opts.min_margin, 0)
     reward = parse_reward(opts.reward)
     procs = processes()
     suite = load_suite(opts.generation.prompts)
     videos = opts.out / "videos"
+    score_opts = ScoreOptions(
+        videos=videos, out=opts.out / "reward", evaluators=[reward.evaluator],
+        evaluator_options={k: v for k, v in opts.evaluator_options.items() if k == reward.evaluator},
+        device=opts.generation.device,
+        batch_size=opts.score_batch_size, method="pairs", seed=opts.generation.seed, command=opts.command,
+    )
+    # the reward's weights, options and the output folder are checked before the first video is generated
+    check_generation_options(opts.generation, procs)
+    check_score_options(score_opts, procs)
+    check_evaluators(score_opts.evaluators, score_opts.evaluator_options)
+    check_output_folder(opts.out)
     generation, model = generate_videos(opts.generation, videos, procs, on_generation_start, on_video, suite)
     release(model)
     scored = run_scoring(
-        ScoreOptions(
-            videos=videos, out=opts.out / "reward", evaluators=[reward.evaluator],
-            evaluator_options={k: v for k, v in opts.evaluator_options.items() if k == reward.evaluator},
-            device=opts.generation.device, batch_size=opts.score_batch_size, model=model.label, method="pairs",
-            seed=opts.generation.seed, command=opts.command,
-        ),
-        on_start=on_scoring_start, on_video=on_scored, procs=procs,
+        dataclasses.replace(score_opts, model=model.label), on_start=on_scoring_start, on_video=on_scored, procs=procs
     )
     jsonl, parquet = opts.out / "pairs.jsonl", opts.out / "pairs.parquet"
     reward_random = bool(scored.summary.get("scores", {}).get(reward.column, {}).get("random_weights"))

@@ -17,6 +17,7 @@ the batches in flight and a rerun of the same command resumes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -38,14 +39,15 @@ import torch
 
 import vbench_pref
 from vbench_pref import registry
-from vbench_pref.errors import EXIT_OK, EXIT_PARTIAL, VbenchPrefError, VideoDecodeError
+from vbench_pref.errors import EXIT_OK, EXIT_PARTIAL, VbenchPrefError, VideoDecodeError, WeightsMissingError
 from vbench_pref.evaluator import Evaluator, ScoreSpec, SharedModels, VideoSample
 from vbench_pref.generate.prompts import prompt_id
 from vbench_pref.matching import Matching, VideoTask, match_videos
 from vbench_pref.distributed import Processes
 from vbench_pref.results import RECORDS, Record, RunDir, latest_records, now_iso, shard_journal
+from vbench_pref.preflight import check_at_least, check_device, check_output_folder, check_seed
 from vbench_pref.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from vbench_pref.video import FrameSpec, FrameView, decode_video
+from vbench_pref.video import BACKENDS, FrameSpec, FrameView, available_backends, decode_video
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +116,31 @@ class ScoreResult:
         return EXIT_PARTIAL if self.n_failed else EXIT_OK
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise VbenchPrefError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-    return resolved
+def check_score_options(opts: ScoreOptions, procs: Processes = Processes()) -> torch.device:
+    """Every ScoreOptions number, name and the device, before a video is decoded; returns the device."""
+    check_at_least(1, batch_size=opts.batch_size, workers=opts.workers, chunk_videos=opts.chunk_videos)
+    check_seed(opts.seed)
+    if opts.dtype not in DTYPES:
+        raise VbenchPrefError(f"--dtype must be one of {', '.join(DTYPES)}")
+    if opts.backend not in BACKENDS:
+        raise VbenchPrefError(f"--backend must be one of {', '.join(BACKENDS)}; got {opts.backend!r}")
+    if opts.backend not in available_backends():
+        raise VbenchPrefError(f"--backend {opts.backend} is not installed here (pip install {opts.backend})")
+    if opts.memory_budget is not None:
+        parse_size(opts.memory_budget)
+    return check_device(procs.device(opts.device))
+
+
+def check_evaluators(
+    names: Sequence[str], options: dict[str, dict[str, Any]], with_prompts: bool = True
+) -> tuple[list[Evaluator], dict[str, str]]:
+    """``build_evaluators``, and refuse a named evaluator whose weights are not on disk (nothing is loaded)."""
+    evaluators, skipped = build_evaluators(names, options, with_prompts)
+    for evaluator in evaluators:
+        reason = evaluator.missing_weights()
+        if reason is not None:
+            raise WeightsMissingError(reason)
+    return evaluators, skipped
 
 
 def build_evaluators(
@@ -603,23 +623,14 @@ def run_scoring(
     Under several processes (``procs``) every process calls this: each scores every ``world``-th video into
     its own journal, and the main process merges the journals into the run's files once all are done.
     """
-    if opts.batch_size < 1:
-        raise VbenchPrefError("--batch-size must be at least 1")
-    if opts.dtype not in DTYPES:
-        raise VbenchPrefError(f"--dtype must be one of {', '.join(DTYPES)}")
-    if opts.workers < 1:
-        raise VbenchPrefError("--workers must be at least 1")
-    if opts.chunk_videos < 1:
-        raise VbenchPrefError("--chunk-videos must be at least 1")
-    if opts.memory_budget is not None:
-        parse_size(opts.memory_budget)
-    device = resolve_device(procs.device(opts.device))
+    device = check_score_options(opts, procs)
     matching = match_videos(opts.videos, opts.prompts, opts.recursive, opts.allow_outside_paths)
     if matching.left_out and on_note is not None and procs.is_main:
         on_note(f"{matching.source} leaves out {len(matching.left_out)} video(s) of {opts.videos}, not scored: "
                 f"{', '.join(matching.left_out[:5])}{' ...' if len(matching.left_out) > 5 else ''} (see inputs.left_out in run.json)")
     with_prompts = all(t.prompt is not None for t in matching.tasks)
-    evaluators, skipped = build_evaluators(opts.evaluators, opts.evaluator_options, with_prompts)
+    evaluators, skipped = check_evaluators(opts.evaluators, opts.evaluator_options, with_prompts)
+    check_output_folder(opts.out)
     config = _run_config(opts, evaluators, matching, device)
     run_dir = RunDir(opts.out, shard_journal(procs.rank) if procs.distributed else RECORDS)
     resumed = run_dir.bind(config)
@@ -660,7 +671,10 @@ def run_scoring(
     if procs.distributed:  # the views cover every process's journal
         engine.tasks, engine.records = matching.tasks, run_dir.read_records()
     if error is not None or not (everyone_ok or interrupted):
-        engine.materialize()  # keep what finished visible before the error propagates
+        # keep what finished visible before the error propagates; on a full or read-only disk this fails
+        # too, and the first error is the one to report
+        with contextlib.suppress(OSError):
+            engine.materialize()
         if error is not None:
             raise error
         raise VbenchPrefError(f"another process failed while scoring; what finished is kept in {opts.out}: rerun")

@@ -40,6 +40,7 @@ from typing import Any
 
 from vbench_pref.atomic import atomic_path, atomic_write_text
 from vbench_pref.errors import VbenchPrefError, WeightsMissingError
+from vbench_pref.preflight import check_output_folder
 
 VERIFIED_BY = ("manifest sha256", "hub sha256", "md5", "unverified")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -467,6 +468,8 @@ def pull(spec: WeightSpec, force: bool = False) -> ResolvedWeight:
                 if not _is_managed(path):
                     raise
                 redownload = True
+    # a download that cannot be stored is refused before it starts
+    check_output_folder(hf_cache_dir() if spec.is_hf else url_cache_path(spec).parent, "weights cache")
     if spec.is_hf:
         return _pull_hf(spec, redownload)
     scheme = _scheme(spec.source)

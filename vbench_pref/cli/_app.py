@@ -8,8 +8,9 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from vbench_pref.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, VbenchPrefError
+from vbench_pref.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, VbenchPrefError, os_error
 
 app = typer.Typer(
     name="vbench-pref",
@@ -45,7 +46,7 @@ def reports_errors(command: F) -> F:
         except VbenchPrefError as exc:
             if _state["debug"]:
                 raise
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             if _state["debug"]:
@@ -55,6 +56,11 @@ def reports_errors(command: F) -> F:
         except Exception as exc:  # a bug: say so in one line, show the traceback on demand
             if _state["debug"]:
                 raise
+            # permissions, a read-only or full disk: the user's to fix, wherever in the command it surfaced
+            fault = os_error(exc) if isinstance(exc, OSError) else None
+            if fault is not None:
+                _print_error(fault)
+                raise typer.Exit(fault.exit_code) from None
             console.print(
                 f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
                 highlight=False,
@@ -63,6 +69,11 @@ def reports_errors(command: F) -> F:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_error(exc: VbenchPrefError) -> None:
+    # escaped: a path or value in the message may hold brackets rich would take for markup
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
 def argv() -> list[str]:

@@ -9,6 +9,7 @@ import typer
 from vbench_pref.cli._app import app, argv, console, out, reports_errors
 from vbench_pref.cli.leaderboard_cmd import write_leaderboard
 from vbench_pref.cli.score import score_and_report
+from vbench_pref.preflight import check_at_least, check_device, check_output_folder, check_seed
 
 
 @app.command("examples")
@@ -21,6 +22,9 @@ def examples_command(
     """Write a small set of synthetic example videos (smooth and flickering) with a prompt file."""
     from vbench_pref.synthetic import make_example_set
 
+    check_at_least(1, per_kind=per_kind)
+    check_seed(seed)
+    check_output_folder(out_dir)
     paths = make_example_set(out_dir, n_per_kind=per_kind, seed=seed)
     console.print(f"wrote {len(paths)} videos and prompts.txt to {out_dir}", highlight=False)
 
@@ -35,6 +39,8 @@ def demo_command(
     from vbench_pref.scoring import ScoreOptions
     from vbench_pref.synthetic import make_example_set
 
+    check_device(device)
+    check_output_folder(out_dir)
     videos = out_dir / "videos"
     if not (videos / "prompts.txt").is_file():
         make_example_set(videos, n_per_kind=4, seed=0)

@@ -9,6 +9,7 @@ import typer
 
 from vbench_pref.cli._app import app, console, out, reports_errors
 from vbench_pref.errors import VbenchPrefError
+from vbench_pref.preflight import check_output_file
 
 
 def bundled_reported() -> dict[str, Path]:
@@ -68,6 +69,8 @@ def leaderboard_command(
 
     if not runs and not reported:
         raise VbenchPrefError("give at least one run folder or --reported file")
+    for path in output_paths(prefix):
+        check_output_file(path)
     markdown = write_leaderboard(list(runs or []), list(reported), prefix)
     out.print(markdown.read_text(encoding="utf-8"), highlight=False, markup=False)
     console.print(f"wrote {output_paths(prefix)[0]} and {markdown}", highlight=False)

@@ -9,6 +9,7 @@ import typer
 
 from vbench_pref.cli._app import app, console, out, reports_errors
 from vbench_pref.errors import VbenchPrefError
+from vbench_pref.preflight import check_output_folder
 
 
 @app.command("plot-training")
@@ -33,8 +34,7 @@ def plot_training_command(
         raise VbenchPrefError("--out is required when plotting several runs (where would the overlay go?)")
     loaded = [plots.load_run(run) for run in runs]  # every run is checked before anything is written
     target = out_dir if out_dir is not None else Path(runs[0]) / "plots"
-    if target.exists() and not target.is_dir():
-        raise VbenchPrefError(f"--out {target} exists and is not a folder")
+    check_output_folder(target)
     written = [plots.plot_training(loaded, target)]
     without_probe = [run.name for run in loaded if run.probe is None]
     likelihood = plots.plot_likelihood(loaded, target)

@@ -15,7 +15,6 @@ same batches and write the same videos.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 from collections.abc import Callable
@@ -29,7 +28,7 @@ import torch
 import vbench_pref
 from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line
 from vbench_pref.distributed import Processes
-from vbench_pref.errors import VbenchPrefError
+from vbench_pref.errors import VbenchPrefError, os_error
 from vbench_pref.generate.families import GenerationSettings
 from vbench_pref.generate.models import LoadedModel, model_identity
 from vbench_pref.generate.prompts import PromptEntry, PromptSuite
@@ -229,10 +228,9 @@ def _generate_batch(
             entry = _entry(model, item, settings, dtype, path, frames)
             _append_journal(out, rank, entry)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise VbenchPrefError(
-                    f"disk full while writing {path}: the videos finished before it are kept; free space and rerun"
-                ) from None
+            fault = os_error(exc, path, kept="the videos finished before it are kept")
+            if fault is not None:
+                raise fault from None
             raise
         done[item.video] = entry
 

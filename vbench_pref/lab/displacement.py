@@ -24,6 +24,7 @@ from torch.func import functional_call
 from vbench_pref.atomic import atomic_path, atomic_write_text
 from vbench_pref.errors import VbenchPrefError
 from vbench_pref.lab.toy import Schedule, ToyConfig, elbo, pretrain, residual, reward, sample
+from vbench_pref.preflight import check_output_folder, check_range
 from vbench_pref.train.losses import LOSSES, LossOptions, PairErrors, compute_loss
 
 Params = dict[str, torch.Tensor]
@@ -60,6 +61,9 @@ class LabConfig:
                 raise VbenchPrefError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.seeds:
             raise VbenchPrefError("give at least one seed")
+        for option, value in (("--lr", self.lr), ("--beta", self.beta), ("--k1", self.k1), ("--k2", self.k2),
+                              *(("--k1", k) for k in self.k1_sweep), *(("--k2", k) for k in self.k2_sweep)):
+            check_range(option, value, 0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -339,6 +343,7 @@ def run_lab(config: LabConfig, out: Path, command: list[str] | None = None,
 
     torch.set_num_threads(min(torch.get_num_threads(), 2))  # small matrices: more threads only add overhead
     started = time.perf_counter()
+    check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_runs(config)
     rows: list[dict] = []

@@ -14,13 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_origin, get_type_hints
 
 from vbench_pref.errors import VbenchPrefError
+from vbench_pref.preflight import SEED_MAX, check_range
 from vbench_pref.train.loss_names import IPR_MODES, LOSS_NAMES as LOSSES, SLIC_MARGINS
 
 if TYPE_CHECKING:
     from vbench_pref.train.losses import LossOptions
 
 
+_RANGE_KEYS = ("low", "high", "low_open", "high_open")
+
+
 def _opt(default: Any, help: str, **extra: Any) -> Any:
+    """A field with its help text and, optionally, ``choices`` or a range (``low``/``high``, inclusive unless
+    ``low_open``/``high_open``) that ``__post_init__`` enforces: one place validates every option."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -33,55 +39,59 @@ class TrainConfig:
     loss: str = _opt("pgdpo", f"Loss: {', '.join(LOSSES)}.")
     base_model: str | None = _opt(None, "Base model of an adapter given as --model, when its config names none.")
     cache: str | None = _opt(None, "Latent cache folder (default: PAIRS_DIR/cache/<model>-<key>).")
-    num_frames: int | None = _opt(None, "Train on the first N frames of each video (default: all).")
-    height: int | None = _opt(None, "Resize videos to this height before encoding (default: as they are).")
-    width: int | None = _opt(None, "Resize videos to this width before encoding (default: as they are).")
+    num_frames: int | None = _opt(None, "Train on the first N frames of each video (default: all).", low=1)
+    height: int | None = _opt(None, "Resize videos to this height before encoding (default: as they are).", low=1)
+    width: int | None = _opt(None, "Resize videos to this width before encoding (default: as they are).", low=1)
     # loss hyper-parameters (the paper: beta 100, K1 = K2 = 10)
-    beta: float = _opt(100.0, "KL strength beta of the DPO-family losses.")
-    k1: float = _opt(10.0, "PG-DPO ARS sharpness K1 (Eq. 7).")
-    k2: float = _opt(10.0, "PG-DPO IPR sharpness K2 (Eq. 8).")
-    eps: float = _opt(1e-6, "PG-DPO denominator epsilon.")
+    beta: float = _opt(100.0, "KL strength beta of the DPO-family losses.", low=0, low_open=True)
+    k1: float = _opt(10.0, "PG-DPO ARS sharpness K1 (Eq. 7).", low=0, low_open=True)
+    k2: float = _opt(10.0, "PG-DPO IPR sharpness K2 (Eq. 8).", low=0, low_open=True)
+    eps: float = _opt(1e-6, "PG-DPO denominator epsilon.", low=0, low_open=True)
     ipr: str = _opt("reward", "PG-DPO IPR form: reward (the paper's text) or anchor (its listing).", choices=IPR_MODES)
     detach_weights: bool = _opt(True, "Stop gradients through alpha, gamma and importance weights.")
-    videodpo_exponent: float = _opt(0.0, "VideoDPO pair-weight exponent a in (0.72/p)^a (0 in its shipped config).")
-    slic_delta: float = _opt(1.0, "SLiC hinge margin delta (on the DPO logit scale).")
-    slic_sft_weight: float = _opt(0.0, "SLiC weight of the SFT term on the chosen video.")
+    videodpo_exponent: float = _opt(0.0, "VideoDPO pair-weight exponent a in (0.72/p)^a (0 in its shipped config).",
+                                    low=0)
+    slic_delta: float = _opt(1.0, "SLiC hinge margin delta (on the DPO logit scale).", low=0)
+    slic_sft_weight: float = _opt(0.0, "SLiC weight of the SFT term on the chosen video.", low=0)
     slic_margin: str = _opt("policy", "SLiC margin: policy (PG-DPO Eq. 32) or reference (TRL hinge).", choices=SLIC_MARGINS)
-    dpop_lambda: float = _opt(50.0, "DPO-Positive penalty weight lambda.")
-    cm_mask_below: float = _opt(0.1, "DPO-C&M: pairs whose importance weight is below this are masked.")
-    cm_clip: float = _opt(1.0, "DPO-C&M: importance weights are clipped at this value.")
-    sdpo_clip_min: float = _opt(0.0, "SDPO: lower clip of the importance weight.")
-    sdpo_clip_max: float = _opt(1.0, "SDPO: upper clip of the importance weight.")
+    dpop_lambda: float = _opt(50.0, "DPO-Positive penalty weight lambda.", low=0)
+    cm_mask_below: float = _opt(0.1, "DPO-C&M: pairs whose importance weight is below this are masked.", low=0)
+    cm_clip: float = _opt(1.0, "DPO-C&M: importance weights are clipped at this value.", low=0, low_open=True)
+    sdpo_clip_min: float = _opt(0.0, "SDPO: lower clip of the importance weight.", low=0)
+    sdpo_clip_max: float = _opt(1.0, "SDPO: upper clip of the importance weight.", low=0)
     timestep_sampling: str | None = _opt(None, "Flow-matching timestep sampling: logit_normal (default) or uniform.")
     # optimisation (the paper: lr 1e-6, batch 16, 3000 steps)
-    learning_rate: float = _opt(1e-6, "AdamW learning rate.")
+    learning_rate: float = _opt(1e-6, "AdamW learning rate.", low=0, low_open=True)
     lr_scheduler: str = _opt("constant", "Learning-rate schedule: constant, linear, cosine, constant_with_warmup.")
-    lr_warmup_steps: int = _opt(0, "Warm-up steps of the schedule.")
-    weight_decay: float = _opt(0.0, "AdamW weight decay.")
-    adam_beta1: float = _opt(0.9, "AdamW beta1.")
-    adam_beta2: float = _opt(0.999, "AdamW beta2.")
-    adam_epsilon: float = _opt(1e-8, "AdamW epsilon.")
-    max_grad_norm: float = _opt(1.0, "Clip the gradient norm to this (0: no clipping).")
-    batch_size: int = _opt(1, "Pairs per device per micro-step.")
-    effective_batch_size: int = _opt(16, "Pairs per optimizer step over all devices; sets gradient accumulation.")
-    max_steps: int = _opt(3000, "Optimizer steps to train for.")
-    seed: int = _opt(0, "Seed of the data order, timesteps, noise and LoRA initialisation.")
-    mixed_precision: str = _opt("auto", "no, fp16, bf16 or auto (bf16 on a GPU, no on the CPU).")
+    lr_warmup_steps: int = _opt(0, "Warm-up steps of the schedule.", low=0)
+    weight_decay: float = _opt(0.0, "AdamW weight decay.", low=0)
+    adam_beta1: float = _opt(0.9, "AdamW beta1.", low=0, high=1, high_open=True)
+    adam_beta2: float = _opt(0.999, "AdamW beta2.", low=0, high=1, high_open=True)
+    adam_epsilon: float = _opt(1e-8, "AdamW epsilon.", low=0)
+    max_grad_norm: float = _opt(1.0, "Clip the gradient norm to this (0: no clipping).", low=0)
+    batch_size: int = _opt(1, "Pairs per device per micro-step.", low=1)
+    effective_batch_size: int = _opt(16, "Pairs per optimizer step over all devices; sets gradient accumulation.",
+                                     low=1)
+    max_steps: int = _opt(3000, "Optimizer steps to train for.", low=1)
+    seed: int = _opt(0, "Seed of the data order, timesteps, noise and LoRA initialisation.", low=0, high=SEED_MAX)
+    mixed_precision: str = _opt("auto", "no, fp16, bf16 or auto (bf16 on a GPU, no on the CPU).",
+                                choices=("auto", "no", "fp16", "bf16"))
     gradient_checkpointing: bool = _opt(False, "Recompute activations in the backward pass to save memory.")
     # what is trained
     finetune: str = _opt("lora", "lora (reference = the same model with adapters disabled) or full (frozen copy).",
                          choices=("lora", "full"))
-    lora_rank: int = _opt(64, "LoRA rank.")
-    lora_alpha: float | None = _opt(None, "LoRA alpha (default: the rank).")
-    lora_dropout: float = _opt(0.0, "LoRA dropout.")
+    lora_rank: int = _opt(64, "LoRA rank.", low=1)
+    lora_alpha: float | None = _opt(None, "LoRA alpha (default: the rank).", low=0, low_open=True)
+    lora_dropout: float = _opt(0.0, "LoRA dropout.", low=0, high=1, high_open=True)
     lora_target_modules: str = _opt("to_q,to_k,to_v,to_out.0", "Comma-separated module names LoRA adapts.")
     # bookkeeping
-    checkpoint_every: int = _opt(500, "Save a resumable checkpoint every N steps (and at the end).")
-    keep_checkpoints: int | None = _opt(None, "Keep only the newest N checkpoints (default: all).")
-    probe_every: int = _opt(50, "Measure the probe-set log-likelihood proxies every N steps.")
-    probe_pairs: int = _opt(8, "Pairs in the fixed probe set.")
-    max_bad_steps: int = _opt(5, "Stop after this many non-finite steps in a row.")
-    device: str = _opt("auto", "cuda, cpu or auto (under accelerate launch: each process's own GPU).")
+    checkpoint_every: int = _opt(500, "Save a resumable checkpoint every N steps (and at the end).", low=1)
+    keep_checkpoints: int | None = _opt(None, "Keep only the newest N checkpoints (default: all).", low=1)
+    probe_every: int = _opt(50, "Measure the probe-set log-likelihood proxies every N steps.", low=1)
+    probe_pairs: int = _opt(8, "Pairs in the fixed probe set.", low=1)
+    max_bad_steps: int = _opt(5, "Stop after this many non-finite steps in a row.", low=1)
+    device: str = _opt("auto", "cuda, cpu or auto (under accelerate launch: each process's own GPU).",
+                       choices=("auto", "cpu", "cuda"))
 
     def __post_init__(self) -> None:
         for name in ("model", "pairs", "out"):
@@ -89,19 +99,18 @@ class TrainConfig:
                 raise VbenchPrefError(f"--{name.replace('_', '-')} is required")
         if self.loss not in LOSSES:
             raise VbenchPrefError(f"--loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        for f in fields(self):
+        for f in fields(self):  # every field's choices and range, declared beside it
+            value = getattr(self, f.name)
             choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise VbenchPrefError(f"--{_flag(f.name)} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}")
-        if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
-            raise VbenchPrefError(f"--mixed-precision must be auto, no, fp16 or bf16; got {self.mixed_precision!r}")
-        positive = ("batch_size", "effective_batch_size", "max_steps", "checkpoint_every", "probe_every",
-                    "max_bad_steps", "lora_rank")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise VbenchPrefError(f"--{_flag(name)} must be at least 1; got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise VbenchPrefError(f"--learning-rate must be positive; got {self.learning_rate}")
+            if choices and value is not None and value not in choices:
+                raise VbenchPrefError(f"--{_flag(f.name)} must be one of {', '.join(choices)}; got {value!r}")
+            bounds = {k: f.metadata[k] for k in _RANGE_KEYS if k in f.metadata}
+            if bounds:
+                check_range(f"--{_flag(f.name)}", value, **bounds)
+        if self.sdpo_clip_min > self.sdpo_clip_max:
+            raise VbenchPrefError(
+                f"--sdpo-clip-min {self.sdpo_clip_min} is above --sdpo-clip-max {self.sdpo_clip_max}"
+            )
         try:
             self.loss_options()
         except ValueError as exc:

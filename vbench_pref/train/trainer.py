@@ -36,13 +36,14 @@ from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line
 from vbench_pref.distributed import processes
 from vbench_pref.errors import VbenchPrefError
 from vbench_pref.generate.models import load_model, model_identity, write_model_card
+from vbench_pref.preflight import check_device, check_output_folder
 from vbench_pref.train import diagnostics
 from vbench_pref.train.checkpoint import (
     STATE_FORMAT, TRAINER_STATE, CheckpointError, error_line, load_training_state, save_training_state, trainer_state,
 )
 from vbench_pref.train.config import TrainConfig
 from vbench_pref.train.data import (
-    FrameSettings, LatentCache, cache_key, default_cache_dir, file_sha256, precompute, read_pairs,
+    INDEX, FrameSettings, LatentCache, cache_key, default_cache_dir, file_sha256, precompute, read_pairs,
 )
 from vbench_pref.train.losses import LossOptions, PairErrors, compute_loss, concat_errors
 from vbench_pref.train.models import training_spec
@@ -110,6 +111,8 @@ def run_training(
 
     out = Path(config.out)
     stage = on_stage or (lambda _: None)
+    check_training(config)
+    _check_run_folder(out, config, resume)
     _forget_previous_run_settings()
     accelerator = Accelerator(mixed_precision=mixed_precision_for(config), cpu=config.device == "cpu")
     world = accelerator.num_processes
@@ -120,7 +123,6 @@ def run_training(
             f"{config.batch_size} x {world} process(es)"
         )
     accumulation = config.effective_batch_size // per_step
-    _check_run_folder(out, config, resume)
     checkpoint = _latest_checkpoint(out) if resume else None
     start = trainer_state(checkpoint)["step"] if checkpoint is not None else 0  # refused before the model loads
 
@@ -225,6 +227,32 @@ def oversized_batch_warning(config: TrainConfig, accumulation: int, world: int, 
     )
 
 
+def check_training(config: TrainConfig, writes_run: bool = True) -> None:
+    """What can be checked before the model loads: the device, the pairs and their videos, the schedule and
+    that the run and cache folders can be written."""
+    from diffusers.optimization import SchedulerType
+
+    from vbench_pref.train.models.wan import TIMESTEP_SAMPLINGS
+
+    check_device(config.device)
+    schedules = [s.value for s in SchedulerType]
+    if config.lr_scheduler not in schedules:
+        raise VbenchPrefError(f"--lr-scheduler must be one of {', '.join(schedules)}; got {config.lr_scheduler!r}")
+    if config.timestep_sampling is not None and config.timestep_sampling not in TIMESTEP_SAMPLINGS:
+        raise VbenchPrefError(
+            f"--timestep-sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}; got {config.timestep_sampling!r}"
+        )
+    pairs = read_pairs(Path(config.pairs))
+    missing = sorted({str(v) for pair in pairs for v in (pair.chosen, pair.rejected) if not v.is_file()})
+    if missing:
+        raise VbenchPrefError(f"{config.pairs}: {len(missing)} video(s) of the pairs not found, e.g. {missing[0]}")
+    if writes_run:
+        check_output_folder(config.out)
+    cache_root = Path(config.cache) if config.cache else Path(config.pairs).parent / "cache"
+    if not any(cache_root.glob(f"{'' if config.cache else '*/'}{INDEX}")):  # a finished cache is only read
+        check_output_folder(cache_root, "--cache" if config.cache else "--cache (default: beside --pairs)")
+
+
 def _forget_previous_run_settings() -> None:
     """accelerate keeps one mixed-precision setting per process; a second run in the same process (a sweep,
     a notebook, the tests) may ask for another. The process group itself is kept."""
@@ -246,6 +274,9 @@ def cache_location(config: TrainConfig, loaded: Any) -> CacheLocation:
     """Where the latent cache of (model, pairs, frame settings) lives, and the key it must carry."""
     pairs_file = Path(config.pairs)
     frames = FrameSettings(config.num_frames, config.height, config.width)
+    if frames.num_frames is not None:
+        loaded.family.check_frames(frames.num_frames, "--num-frames")
+    loaded.family.check_size(frames.height, frames.width)
     key = cache_key(model_identity(config.model), loaded.family.name, pairs_file, frames)
     folder = Path(config.cache) if config.cache else default_cache_dir(pairs_file, key)
     return CacheLocation(folder, key, frames)
@@ -265,7 +296,8 @@ def fill_cache(
 
 def run_precompute(config: TrainConfig, on_precompute: Callable[[int], Callable[[], None]] | None = None) -> Path:
     """``vbench-pref precompute``: load the model and fill the latent cache, nothing else."""
-    device = "cuda" if config.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    check_training(config, writes_run=False)
+    device = check_device(config.device)
     logging.getLogger(__name__).info("loading the model %s on %s", config.model, device)
     loaded = load_model(config.model, device, torch.float32, config.base_model)
     return fill_cache(config, loaded, training_spec(loaded), cache_location(config, loaded), on_precompute, None)

@@ -69,18 +69,25 @@ class ModelFamily:
 
     def check(self, settings: GenerationSettings) -> None:
         """Refuse settings the family's pipelines cannot produce, in one line saying what would work."""
-        a, b = self.frames_rule
-        if settings.num_frames < 1 or settings.num_frames % a != b:
-            lower = max(b, settings.num_frames - (settings.num_frames - b) % a)
-            hint = f"use {a}k+{b} frames, e.g. {lower} or {lower + a}" if a > 1 else "use at least 1"
-            raise VbenchPrefError(f"--frames {settings.num_frames} is not valid for {self.name}: {hint}")
-        for label, value in (("--height", settings.height), ("--width", settings.width)):
-            if value < self.size_multiple or value % self.size_multiple:
-                raise VbenchPrefError(f"{label} {value} is not valid for {self.name}: use a multiple of {self.size_multiple}")
+        self.check_frames(settings.num_frames)
+        self.check_size(settings.height, settings.width)
         if settings.steps < 1:
             raise VbenchPrefError("--steps must be at least 1")
         if settings.fps < 1:
             raise VbenchPrefError("--fps must be at least 1")
+
+    def check_frames(self, num_frames: int, option: str = "--frames") -> None:
+        """Refuse a frame count the family's VAE cannot encode or its pipelines cannot produce."""
+        a, b = self.frames_rule
+        if num_frames < 1 or num_frames % a != b:
+            lower = max(b, num_frames - (num_frames - b) % a)
+            hint = f"use {a}k+{b} frames, e.g. {lower} or {lower + a}" if a > 1 else "use at least 1"
+            raise VbenchPrefError(f"{option} {num_frames} is not valid for {self.name}: {hint}")
+
+    def check_size(self, height: int | None, width: int | None) -> None:
+        for label, value in (("--height", height), ("--width", width)):
+            if value is not None and (value < self.size_multiple or value % self.size_multiple):
+                raise VbenchPrefError(f"{label} {value} is not valid for {self.name}: use a multiple of {self.size_multiple}")
 
     def call_kwargs(
         self,
