@@ -19,7 +19,8 @@ the JSON as ``timed_out`` / ``failed`` and the next part runs):
   at 480x832: s/step and peak memory.
 - ``engine``: the scoring engine on 1,000 synthetic videos with every weight-free evaluator and the
   random-weight CLIP family: videos/s and each evaluator's compute time.
-- ``precision``: the CLIP family's scores with a bf16 / fp16 score dtype against fp32 on the same videos.
+- ``precision``: the CLIP family's scores at each evaluator's reference precision and with a bf16 / fp16 score
+  dtype, against fp32 on the same videos.
 """
 
 from __future__ import annotations
@@ -226,23 +227,29 @@ def part_engine(sizes: Sizes, work: Path) -> dict[str, Any]:
 
 
 def part_precision(sizes: Sizes, work: Path) -> dict[str, Any]:
-    """The score dtype the engine offers (``--dtype``) against fp32: a lower bound on what a reference that
-    keeps its weights in fp16 (VBench) or runs under autocast (HPSv2) moves the scores by."""
+    """Each evaluator's reference precision (``-O NAME.precision=reference``: VBench's fp16 CLIP weights,
+    HPSv2's fp16 autocast) and the engine's bf16 / fp16 score dtypes, each against fp32 on the same videos."""
     import pandas as pd
 
     n, frames, size = (2, 4, 64) if sizes.smoke else (16, 16, 256)
     videos = make_videos(work / "videos", n, frames, size)
     options = sizes.clip_options()
+    reference = {name: {**opts, "precision": "reference"} for name, opts in options.items()}
+    runs = {"float32": (options, "float32"), "reference": (reference, "float32"),
+            "bfloat16": (options, "bfloat16"), "float16": (options, "float16")}
     scores = {}
-    for dtype in ("float32", "bfloat16", "float16"):
-        score_run(videos, work / dtype, options, sizes.device, dtype)
-        scores[dtype] = pd.read_csv(work / dtype / "scores.csv").set_index("video").select_dtypes("number")
+    for label, (run_options, dtype) in runs.items():
+        score_run(videos, work / label, run_options, sizes.device, dtype)
+        table = pd.read_csv(work / label / "scores.csv").set_index("video")
+        scores[label] = table[[c for c in table.columns  # the score columns, not their random-weight flags
+                               if c.split(".")[0] in options and not c.endswith(".random_weights")]]
     columns = list(scores["float32"].columns)
-    figures: dict[str, Any] = {"videos": n, "frames": frames, "mechanism": "score dtype (--dtype)",
+    figures: dict[str, Any] = {"videos": n, "frames": frames,
+                               "mechanism": "reference: -O NAME.precision=reference; others: score dtype (--dtype)",
                                "random_weights": True}
-    for dtype in ("bfloat16", "float16"):
-        diff = (scores[dtype][columns] - scores["float32"][columns]).abs()
-        figures[dtype] = {c: {"max_abs_diff": float(diff[c].max()), "mean_abs_diff": float(diff[c].mean())}
+    for label in ("reference", "bfloat16", "float16"):
+        diff = (scores[label][columns] - scores["float32"][columns]).abs()
+        figures[label] = {c: {"max_abs_diff": float(diff[c].max()), "mean_abs_diff": float(diff[c].mean())}
                           for c in columns}
     return figures
 

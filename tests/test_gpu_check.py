@@ -50,7 +50,7 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
     engine = parts["engine"]
     assert {"temporal_flicker", "clip_score", "aesthetic", "hpsv2"} <= set(engine["evaluators"])
     assert set(engine["evaluator_compute_s"]) == set(engine["evaluators"]) and engine["videos_per_s"] > 0
-    for dtype in ("bfloat16", "float16"):  # every score column of the CLIP family, against fp32
+    for dtype in ("reference", "bfloat16", "float16"):  # every score column of the CLIP family, against fp32
         assert {"clip_score.cosine", "aesthetic", "hpsv2"} <= set(parts["precision"][dtype])
     # one summary line per part, then where the JSON went
     lines = result.stdout.strip().splitlines()

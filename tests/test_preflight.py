@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,17 @@ def invoke(*args: str) -> Any:
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
+# A plain progress line ("scoring: 2/5 videos (40%), ..."): a log may hold some before a run fails midway.
+PROGRESS_LINE = re.compile(r"^[\w -]+: \d+/(\d+|\?) \w+s\b")
+
+
 def one_error_line(result: Any) -> str:
-    """The command failed with exit 2 and said why in exactly one line."""
+    """The command failed with exit 2 and said why in exactly one line, after any progress lines."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2, (result.exit_code, result.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert all(PROGRESS_LINE.match(line) for line in lines[:-1]), result.stderr
+    return lines[-1]
 
 
 def make_videos(folder: Path, n: int) -> None:

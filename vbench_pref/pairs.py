@@ -164,8 +164,7 @@ def run_pairs(
     videos = opts.out / "videos"
     score_opts = ScoreOptions(
         videos=videos, out=opts.out / "reward", evaluators=[reward.evaluator],
-        evaluator_options={k: v for k, v in opts.evaluator_options.items() if k == reward.evaluator},
-        device=opts.generation.device,
+        evaluator_options=opts.evaluator_options, device=opts.generation.device,
         batch_size=opts.score_batch_size, method="pairs", seed=opts.generation.seed, command=opts.command,
     )
     # the reward's weights, options and the output folder are checked before the first video is generated
