@@ -105,8 +105,9 @@ def test_two_suites_share_one_leaderboard_and_a_rerun_replaces_its_run(run_cli, 
     markdown = (tmp_path / "runs" / "leaderboard.md").read_text()
     assert "## Suite: demo" in markdown and "## Suite: my.txt" in markdown
 
-    again = run_cli(tmp_path, *args, "--prompts", "my.txt", "--out", "runs/again")
+    again = run_cli(tmp_path, *args, "--prompts", "my.txt", "--out", "runs/again", "--memory-budget", "1GB")
     assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "runs" / "again" / "run" / "run.json").read_text())["memory_budget"] == 10**9
     replaced = [line for line in again.stderr.splitlines() if "replaces" in line]
     assert len(replaced) == 1 and str(tmp_path / "runs" / "tiny-wan-my" / "run") in replaced[0]
     listed = (tmp_path / "runs" / "leaderboard.runs.txt").read_text().splitlines()

@@ -197,6 +197,7 @@ def test_eval_checks_scoring_and_leaderboard_options_before_generating(offline, 
         ("--leaderboard", "board/lb"): "board is a file, not a folder",
         ("--steps", "0"): "--steps must be at least 1",
         ("--seed", "-1"): "--seed must be in [0, ",
+        ("--memory-budget", "lots"): "--memory-budget takes a size like 4GB",
     }
     for args, message in cases.items():
         line = one_error_line(invoke("eval", "--model", "builtin:tiny-wan", "--prompts", "demo", "--out", "ev", *args))

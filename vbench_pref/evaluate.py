@@ -67,6 +67,7 @@ class EvalOptions:
     evaluator_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     score_batch_size: int = 8
     chunk_videos: int = 16
+    memory_budget: str | None = None  # as ``score --memory-budget``
     workers: int = 2
     backend: str = "pyav"
     score_dtype: str = "float32"
@@ -207,6 +208,7 @@ def run_eval(
         videos=out / "videos", out=out / "run", prompts=None, evaluators=list(opts.evaluators),
         evaluator_options=opts.evaluator_options, device=opts.generation.device, dtype=opts.score_dtype,
         batch_size=opts.score_batch_size, backend=opts.backend, workers=opts.workers, chunk_videos=opts.chunk_videos,
+        memory_budget=opts.memory_budget,
         seed=opts.generation.seed, command=opts.command, suite=suite_name(suite),
     )
     # everything the scoring and the leaderboard need is checked before the first video is generated

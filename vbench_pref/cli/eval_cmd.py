@@ -30,6 +30,10 @@ def eval_command(
     options: list[str] = typer.Option([], "--option", "-O", help="Evaluator option EVALUATOR.OPTION=VALUE (repeat)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Videos per evaluator batch."),
     chunk_videos: int = typer.Option(16, "--chunk-videos", help="Videos decoded and scored together."),
+    memory_budget: Optional[str] = typer.Option(
+        None, "--memory-budget",
+        help="Frame memory held at once while scoring, e.g. 4GB: chunks shrink to fit (default: --chunk-videos alone).",
+    ),
     score_dtype: str = typer.Option("float32", "--score-dtype", help="Evaluator dtype: float32, bfloat16, float16."),
     method: Optional[str] = typer.Option(None, "--method", help="Method label (default: the checkpoint's, else base)."),
     leaderboard: Path = typer.Option(
@@ -48,7 +52,7 @@ def eval_command(
     opts = EvalOptions(
         generation=generation, out=out_dir, evaluators=list(evaluators),
         evaluator_options=parse_evaluator_options(list(options)), score_batch_size=batch_size,
-        chunk_videos=chunk_videos, score_dtype=score_dtype, method=method, leaderboard=leaderboard,
+        chunk_videos=chunk_videos, memory_budget=memory_budget, score_dtype=score_dtype, method=method, leaderboard=leaderboard,
         reported=list(reported), command=argv(),
     )
     progress, on_start, on_video = g.generation_progress()
