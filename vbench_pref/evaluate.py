@@ -106,6 +106,17 @@ def check_generation_options(opts: GenerationOptions, procs: Processes = Process
     return check_device(procs.device(opts.device))
 
 
+def check_generation_and_scoring(
+    generation: GenerationOptions, score_opts: ScoreOptions, out: Path, procs: Processes = Processes()
+) -> None:
+    """What generating into ``out`` and then scoring with ``score_opts`` needs, before the first video:
+    options, devices, evaluator weights and the output folder."""
+    check_generation_options(generation, procs)
+    check_score_options(score_opts, procs)
+    check_evaluators(score_opts.evaluators, score_opts.evaluator_options)
+    check_output_folder(out)
+
+
 def settings_for(model: LoadedModel, opts: GenerationOptions) -> GenerationSettings:
     """The model's defaults with the options given; ``--negative-prompt ''`` turns the default one off."""
     settings = model.defaults.with_overrides(
@@ -212,10 +223,7 @@ def run_eval(
         seed=opts.generation.seed, command=opts.command, suite=suite_name(suite),
     )
     # everything the scoring and the leaderboard need is checked before the first video is generated
-    check_generation_options(opts.generation, procs)
-    check_score_options(score_opts, procs)
-    check_evaluators(score_opts.evaluators, score_opts.evaluator_options)
-    check_output_folder(out)
+    check_generation_and_scoring(opts.generation, score_opts, out, procs)
     if opts.leaderboard is not None:
         check_leaderboard(opts.leaderboard, opts.reported)
     generation, model = generate_videos(opts.generation, out / "videos", procs, on_generation_start, on_video, suite)

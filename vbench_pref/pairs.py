@@ -23,10 +23,10 @@ from vbench_pref import registry
 from vbench_pref.atomic import atomic_path, atomic_write_text
 from vbench_pref.distributed import processes
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.evaluate import GenerationOptions, check_generation_options, generate_videos, release
+from vbench_pref.evaluate import GenerationOptions, check_generation_and_scoring, generate_videos, release
 from vbench_pref.generate.prompts import load_suite
-from vbench_pref.preflight import check_output_folder, check_range
-from vbench_pref.scoring import ScoreOptions, check_evaluators, check_score_options, run_scoring
+from vbench_pref.preflight import check_range
+from vbench_pref.scoring import ScoreOptions, run_scoring
 
 PAIR_MODES = ("best_worst", "all")
 PAIR_COLUMNS = [
@@ -168,10 +168,7 @@ def run_pairs(
         batch_size=opts.score_batch_size, method="pairs", seed=opts.generation.seed, command=opts.command,
     )
     # the reward's weights, options and the output folder are checked before the first video is generated
-    check_generation_options(opts.generation, procs)
-    check_score_options(score_opts, procs)
-    check_evaluators(score_opts.evaluators, score_opts.evaluator_options)
-    check_output_folder(opts.out)
+    check_generation_and_scoring(opts.generation, score_opts, opts.out, procs)
     generation, model = generate_videos(opts.generation, videos, procs, on_generation_start, on_video, suite)
     release(model)
     scored = run_scoring(
