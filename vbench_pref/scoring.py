@@ -265,6 +265,8 @@ class PreparedVideo:
 
     fps: float
     views: dict[FrameSpec, tuple[torch.Tensor | FrameView, np.ndarray]]
+    # views this video cannot have (e.g. an aspect ratio a model refuses): only their evaluators fail
+    failed_views: dict[FrameSpec, str] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
@@ -343,11 +345,15 @@ class _Engine:
         specs = list(dict.fromkeys(e.frame_spec() for e in needs))
         decoded = decode_video(task.path, specs, backend=self.opts.backend)
         views: dict[FrameSpec, tuple[torch.Tensor | FrameView, np.ndarray]] = {}
+        failed: dict[FrameSpec, str] = {}
         for spec in specs:
-            view = decoded.frame_view(spec)
-            lazy = all(e.lazy_frames for e in needs if e.frame_spec() == spec) and view.nbytes > view.source_nbytes
-            views[spec] = (view if lazy else view.frames(), decoded.timestamps[decoded.frame_indices(spec)])
-        return PreparedVideo(decoded.fps, views)
+            try:
+                view = decoded.frame_view(spec)
+                lazy = all(e.lazy_frames for e in needs if e.frame_spec() == spec) and view.nbytes > view.source_nbytes
+                views[spec] = (view if lazy else view.frames(), decoded.timestamps[decoded.frame_indices(spec)])
+            except VbenchPrefError as exc:
+                failed[spec] = str(exc)
+        return PreparedVideo(decoded.fps, views, failed)
 
     def _chunk_size(self) -> int:
         """chunk_videos, or under a budget as many videos as half of it holds (the next chunk is the other half)."""
@@ -442,6 +448,11 @@ class _Engine:
             self.materialize()
 
     def _score_batches(self, evaluator: Evaluator, videos: list[tuple[VideoTask, PreparedVideo]]) -> None:
+        spec = evaluator.frame_spec()
+        refused = [(t, p.failed_views[spec]) for t, p in videos if spec in p.failed_views]
+        if refused:
+            self._commit([Record(t.video, evaluator.name, error=f"frames: {reason}") for t, reason in refused])
+            videos = [(t, p) for t, p in videos if spec not in p.failed_views]
         for start in range(0, len(videos), self.opts.batch_size):
             batch = [self._sample(evaluator, t, p) for t, p in videos[start : start + self.opts.batch_size]]
             self._commit(score_isolated(evaluator, batch))

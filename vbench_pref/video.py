@@ -50,6 +50,7 @@ import torch
 
 from vbench_pref.atomic import atomic_path
 from vbench_pref.errors import VbenchPrefError, VideoDecodeError
+from vbench_pref.qwen_vision import QwenVideoRule
 
 __all__ = [
     "BACKENDS",
@@ -73,8 +74,8 @@ DECODES: Counter[str] = Counter()
 # The engine decodes from a thread pool; ``Counter[k] += 1`` is a read-modify-write that can lose counts.
 _DECODES_LOCK = threading.Lock()
 
-_SAMPLINGS = ("all", "count", "fps")
-_RESIZES = ("native", "short_side_crop", "max_side", "longest_pad")
+_SAMPLINGS = ("all", "count", "fps", "qwen")
+_RESIZES = ("native", "short_side_crop", "max_side", "longest_pad", "qwen")
 _INTERPOLATIONS = ("bilinear", "bicubic")
 _PIXELS = ("uint8", "float_0_255", "float_0_1")
 _RESAMPLERS = ("torch", "pil")
@@ -99,6 +100,8 @@ class FrameSpec:
     - ``"fps"``: one frame per sample time ``t0 + k / fps`` (``t <= last timestamp``): the frame on screen at
       that time, i.e. the last one whose timestamp is ``<= t``. Frames repeat when ``fps`` exceeds the
       video's rate. Using timestamps rather than an index stride keeps this right for variable frame rate.
+    - ``"qwen"``: the Qwen-VL reward models' rule (``qwen`` gives the constants): a frame count from the
+      frame total and the container's average rate, spread evenly by index; see ``vbench_pref.qwen_vision``.
 
     Resize (after sampling):
 
@@ -116,6 +119,8 @@ class FrameSpec:
       ``(size - side) // 2`` before and the rest after: HPSv2's ``ResizeMaxSize`` letterbox, which keeps
       the whole frame instead of cropping it. Unlike HPSv2 (which skips the pad when no resize is needed,
       giving the model a non-square input it cannot take), frames already at ``size`` are padded too.
+    - ``"qwen"``: Qwen-VL's ``smart_resize`` with the constants in ``qwen`` (sides multiples of 28 within a
+      pixel budget, which may depend on the sampled frame count).
 
     How pixels are resampled (``resampler``) and what they become (``pixels``), so that a view can equal the
     transform chain of the reference it follows, value for value:
@@ -146,6 +151,7 @@ class FrameSpec:
     min_side: int | None = None
     pixels: Literal["uint8", "float_0_255", "float_0_1"] = "uint8"
     resampler: Literal["torch", "pil"] = "torch"
+    qwen: QwenVideoRule | None = None
 
     def __post_init__(self) -> None:
         # Fail when the evaluator is defined, not in the middle of a run on the first video.
@@ -157,6 +163,8 @@ class FrameSpec:
             not isinstance(self.fps, numbers.Real) or not math.isfinite(self.fps) or self.fps <= 0
         ):
             raise ValueError(f"FrameSpec(sampling='fps') needs fps > 0, got {self.fps!r}")
+        if "qwen" in (self.sampling, self.resize) and not isinstance(self.qwen, QwenVideoRule):
+            raise ValueError("FrameSpec sampling or resize 'qwen' needs qwen=QwenVideoRule(...)")
         if self.resize not in _RESIZES:
             raise ValueError(f"FrameSpec.resize must be one of {_RESIZES}, got {self.resize!r}")
         if self.resize in ("short_side_crop", "longest_pad") and (not _is_int(self.size) or self.size < 1):
@@ -188,14 +196,21 @@ class FrameSpec:
             what = "all frames"
         elif self.sampling == "count":
             what = f"{self.count} frames evenly spaced"
-        else:
+        elif self.sampling == "fps":
             what = f"frames at {float(self.fps):g} fps"
+        else:
+            assert self.qwen is not None
+            what = f"Qwen-VL frames at {self.qwen.fps:g} fps of the average rate"
         if self.resize == "native":
             return f"{what}, native resolution" + ("" if self.pixels == "uint8" else ", float")
         if self.resize == "short_side_crop":
             how = f"short side {self.size} + center crop"
         elif self.resize == "longest_pad":
             how = f"long side {self.size} + black pad to square"
+        elif self.resize == "qwen":
+            assert self.qwen is not None
+            how = (f"sides multiples of {self.qwen.factor}, {self.qwen.min_pixels}-{self.qwen.max_pixels} px"
+                   + (f", {self.qwen.total_pixels:g} px per video" if self.qwen.total_pixels is not None else ""))
         else:
             parts = [f"max side {self.size}" if self.size is not None else "uncapped size"]
             if self.min_side is not None:
@@ -213,16 +228,22 @@ class FrameSpec:
             method += ", float from 0-1, unclamped"
         return f"{what}, {how} ({method})"
 
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """(height, width) of this spec's frames for a video of ``height`` x ``width``, without decoding."""
+    def output_size(self, height: int, width: int, n_frames: int = 1) -> tuple[int, int]:
+        """(height, width) of this spec's frames for a video of ``height`` x ``width``, without decoding.
+
+        ``n_frames`` (the sampled count) matters only to a ``"qwen"`` resize with a per-video pixel budget.
+        """
         if self.resize == "longest_pad":
             return (int(self.size), int(self.size))  # type: ignore[arg-type]
-        (h, w), crop = _resize_plan(self, height, width)
+        (h, w), crop = _resize_plan(self, height, width, n_frames)
         return (crop, crop) if crop is not None else (h, w)
 
-    def frame_indices(self, timestamps: np.ndarray) -> np.ndarray:
-        """Indices (into frames in presentation order) this spec samples from a video with these timestamps."""
-        return _sample_indices(self, np.asarray(timestamps, dtype=np.float64))
+    def frame_indices(self, timestamps: np.ndarray, fps: float | None = None) -> np.ndarray:
+        """Indices (into frames in presentation order) this spec samples from a video with these timestamps.
+
+        ``fps`` is the container's average frame rate; only ``"qwen"`` sampling uses it (and needs it).
+        """
+        return _sample_indices(self, np.asarray(timestamps, dtype=np.float64), fps)
 
 
 def _is_int(value: Any) -> bool:
@@ -232,10 +253,15 @@ def _is_int(value: Any) -> bool:
 # ---------------------------------------------------------------------------------------------- sampling
 
 
-def _sample_indices(spec: FrameSpec, ts: np.ndarray) -> np.ndarray:
+def _sample_indices(spec: FrameSpec, ts: np.ndarray, fps: float | None = None) -> np.ndarray:
     n = len(ts)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
+    if spec.sampling == "qwen":
+        assert spec.qwen is not None
+        if fps is None:
+            raise ValueError("FrameSpec(sampling='qwen') needs the video's average frame rate")
+        return spec.qwen.frame_indices(n, fps)
     if spec.sampling == "all":
         return np.arange(n, dtype=np.int64)
     if spec.sampling == "count":
@@ -263,10 +289,13 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def _resize_plan(spec: FrameSpec, h: int, w: int) -> tuple[tuple[int, int], int | None]:
+def _resize_plan(spec: FrameSpec, h: int, w: int, n_frames: int = 1) -> tuple[tuple[int, int], int | None]:
     """((resized_h, resized_w), centre-crop size or None)."""
     if spec.resize == "native":
         return (h, w), None
+    if spec.resize == "qwen":
+        assert spec.qwen is not None
+        return spec.qwen.frame_size(h, w, n_frames), None
     if spec.resize == "short_side_crop":
         assert spec.size is not None
         size = int(spec.size)
@@ -294,20 +323,23 @@ def _resize_plan(spec: FrameSpec, h: int, w: int) -> tuple[tuple[int, int], int 
     return (nh, nw), None
 
 
-def _resize_frames(frames: Sequence[np.ndarray], spec: FrameSpec) -> torch.Tensor:
+def _resize_frames(frames: Sequence[np.ndarray], spec: FrameSpec, n_frames: int | None = None) -> torch.Tensor:
     """uint8 H x W x 3 frames as ``spec`` makes them: a T x h x w x 3 tensor (uint8, or float32 for float pixels).
 
     Works ``_RESIZE_CHUNK`` frames at a time, so float intermediates stay bounded whatever the video length.
+    ``n_frames``: the whole view's frame count when ``frames`` is a slice of it (a pixel budget per video
+    depends on it); by default ``len(frames)``.
     """
+    n_frames = len(frames) if n_frames is None else n_frames
     if not frames:
         raise ValueError("no frames to resize")
     h, w = frames[0].shape[:2]
-    (rh, rw), crop = _resize_plan(spec, h, w)
+    (rh, rw), crop = _resize_plan(spec, h, w, n_frames)
     pad = spec.resize == "longest_pad"
     floats = spec.pixels != "uint8"
     if (rh, rw) == (h, w) and crop is None and not pad and not floats:
         return torch.from_numpy(np.stack(frames))
-    oh, ow = spec.output_size(h, w)
+    oh, ow = spec.output_size(h, w, n_frames)
     # zeros: the black letterbox of longest_pad (0 is black in [0, 1] too)
     out = torch.zeros((len(frames), oh, ow, 3), dtype=torch.float32 if floats else torch.uint8)
     # HPSv2 ResizeMaxSize: pad_h // 2 above, the rest below (same for width).
@@ -380,7 +412,7 @@ class FrameView:
         self.spec = spec
         self._frames = list(frames)
         h, w = frames[0].shape[:2]
-        self.shape: tuple[int, int, int, int] = (len(frames), *spec.output_size(h, w), 3)
+        self.shape: tuple[int, int, int, int] = (len(frames), *spec.output_size(h, w, len(frames)), 3)
         self.dtype = torch.uint8 if spec.pixels == "uint8" else torch.float32
 
     def __len__(self) -> int:
@@ -405,7 +437,7 @@ class FrameView:
         part = self._frames[start:stop]
         if not part:
             return torch.zeros((0, *self.shape[1:]), dtype=self.dtype)
-        return _resize_frames(part, self.spec)
+        return _resize_frames(part, self.spec, len(self._frames))
 
 
 # ------------------------------------------------------------------------------------------------ decode
@@ -454,7 +486,11 @@ class DecodedVideo:
 
     def frame_view(self, spec: FrameSpec) -> FrameView:
         """``spec``'s frames as a ``FrameView``: derived when sliced, holding only the decoded frames."""
-        frames = [self._frames[int(i)] for i in self._plan(spec)]
+        plan = self._plan(spec)
+        refused = getattr(self._plans, "refused", {})
+        if spec in refused:
+            raise VbenchPrefError(refused[spec])
+        frames = [self._frames[int(i)] for i in plan]
         if not frames:  # a decode always has >= 1 frame, and every spec samples >= 1 of them
             raise ValueError(f"{self.path}: {spec.describe()} selects no frames")
         return FrameView(frames, spec)
@@ -543,8 +579,27 @@ def _fallback_fps(ts: np.ndarray) -> float:
     return 0.0
 
 
-def _plans_for(specs: Sequence[FrameSpec], ts: np.ndarray) -> tuple[dict[FrameSpec, np.ndarray], np.ndarray]:
-    plans = {spec: _sample_indices(spec, ts) for spec in specs}
+class _Plans(dict):
+    """Frame indices by spec; ``refused``: specs that cannot sample this video (no frames) and why."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: dict[FrameSpec, str] = {}
+
+
+def _plans_for(specs: Sequence[FrameSpec], ts: np.ndarray, fps: float) -> tuple[_Plans, np.ndarray]:
+    """Each spec's frame indices, and the union of frames to keep.
+
+    A spec that cannot sample this video (below a model's minimum frame count) gets no frames and its
+    reason, so that only its evaluators fail on this video: ``DecodedVideo.frame_view`` raises it.
+    """
+    plans = _Plans()
+    for spec in specs:
+        try:
+            plans[spec] = _sample_indices(spec, ts, fps)
+        except VbenchPrefError as exc:
+            plans[spec] = np.zeros(0, dtype=np.int64)
+            plans.refused[spec] = str(exc)
     for idx in plans.values():
         idx.setflags(write=False)
     keep = np.unique(np.concatenate(list(plans.values()))) if plans else np.zeros(0, dtype=np.int64)
@@ -631,7 +686,7 @@ def _decode_pyav(path: str, specs: Sequence[FrameSpec]) -> DecodedVideo:
             ts = ts[order]
             held = [held[i] for i in order]
         fps = float(avg_rate) if avg_rate and avg_rate > 0 else _fallback_fps(ts)
-        plans, keep = _plans_for(specs, ts)
+        plans, keep = _plans_for(specs, ts, fps)
         try:
             frames = {
                 int(i): held[i] if eager else _frame_to_rgb(held[i], width, height) for i in keep
@@ -703,9 +758,9 @@ def _decode_decord(path: str, specs: Sequence[FrameSpec]) -> DecodedVideo:
             raise _decode_error(path, "no frames decoded")
         # decord's frame i is its i-th frame in pts order, so these are already in presentation order.
         ts = np.asarray(vr.get_frame_timestamp(list(range(n))), dtype=np.float64)[:, 0]
-        plans, keep = _plans_for(specs, ts)
         rate = float(vr.get_avg_fps())
         fps = rate if math.isfinite(rate) and rate > 0 else _fallback_fps(ts)
+        plans, keep = _plans_for(specs, ts, fps)
         first = vr[0] if len(keep) == 0 else None
         batch = _to_numpy(vr.get_batch([int(i) for i in keep])) if len(keep) else None
         if batch is None:
