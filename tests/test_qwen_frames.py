@@ -135,3 +135,54 @@ def test_views_equal_the_reference_steps(tmp_path: Path, kind: str) -> None:
     assert torch.equal(got, expected)
     if kind == "vfr":  # counted by the container's average rate, as decord/torchvision report it
         assert video.fps == pytest.approx(len(pts) / 2.1, rel=0.2)
+
+
+def test_a_video_the_rule_refuses_fails_only_that_evaluator(tmp_path: Path, register) -> None:
+    """One frame, or an aspect ratio above the model's limit: a per-video error for the Qwen-rule evaluator
+    alone; the other evaluator in the run scores every video."""
+    import json
+
+    import pandas as pd
+
+    from vbench_pref.evaluator import Evaluator, ScoreSpec
+    from vbench_pref.scoring import ScoreOptions, run_scoring
+
+    class QwenFrames(Evaluator):
+        name = "qwen_frames_test"
+        version = "1"
+        scores = (ScoreSpec("frames", True),)
+        frames = FrameSpec(sampling="qwen", resize="qwen", qwen=QwenVideoRule(min_pixels=28 * 28, max_pixels=56 * 56))
+        reference = "test"
+
+        def score(self, batch):
+            return {"frames": np.array([len(s.frames) for s in batch], dtype=float)}
+
+    class Mean(Evaluator):
+        name = "mean_test"
+        version = "1"
+        scores = (ScoreSpec("mean", True),)
+        frames = FrameSpec()
+        reference = "test"
+
+        def score(self, batch):
+            return {"mean": np.array([s.frames.float().mean().item() for s in batch])}
+
+    register(QwenFrames, Mean)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_video(folder / "a_ok.mp4", np.full((9, 32, 32, 3), 90, np.uint8), fps=8, lossless=True)
+    write_video(folder / "b_one_frame.mp4", np.full((1, 32, 32, 3), 90, np.uint8), fps=8, lossless=True)
+    write_video(folder / "c_wide.mp4", np.full((4, 2, 600, 3), 90, np.uint8), fps=8, lossless=True)
+    (folder / "prompts.txt").write_text("x\nx\nx\n")
+    run_scoring(ScoreOptions(videos=folder, out=tmp_path / "run", prompts=None,
+                             evaluators=["qwen_frames_test", "mean_test"], device="cpu"))
+    scores = pd.read_csv(tmp_path / "run" / "scores.csv").set_index("video")
+    assert scores["mean_test"].notna().all()
+    assert scores.loc["a_ok.mp4", "qwen_frames_test"] == 4  # 9 frames at 8 fps -> 2.25 -> min 4
+    assert scores[["qwen_frames_test"]].isna().sum().item() == 2
+    errors = pd.read_csv(tmp_path / "run" / "errors.csv").set_index("video")
+    assert set(errors.index) == {"b_one_frame.mp4", "c_wide.mp4"}
+    assert (errors.evaluator == "qwen_frames_test").all()
+    assert "1 frame" in errors.loc["b_one_frame.mp4", "error"]
+    assert "aspect ratio" in errors.loc["c_wide.mp4", "error"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())
