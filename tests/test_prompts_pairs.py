@@ -130,3 +130,22 @@ def test_reward_spec() -> None:
         parse_reward("clip_score")
     with pytest.raises(VbenchPrefError, match="has no score"):
         parse_reward("clip_score.nope")
+
+
+def test_a_bare_reward_name_means_the_primary_score(register) -> None:
+    from vbench_pref.evaluator import Evaluator, ScoreSpec
+    from vbench_pref.video import FrameSpec
+
+    class Overall(Evaluator):
+        name = "overall_test"
+        version = "1"
+        scores = (ScoreSpec("a", True), ScoreSpec("b", False), ScoreSpec("overall", True))
+        frames = FrameSpec()
+        primary_score = "overall"
+
+        def score(self, batch):  # pragma: no cover - never scores
+            raise AssertionError
+
+    register(Overall)
+    assert parse_reward("overall_test") == parse_reward("overall_test.overall")
+    assert parse_reward("overall_test.b").higher_is_better is False

@@ -108,6 +108,9 @@ class Evaluator(abc.ABC):
     reference: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
+    # The score a bare NAME stands for where one number is needed (``pairs --reward NAME``) when the
+    # evaluator has several, e.g. a reward model's overall score beside its sub-scores; None: no default.
+    primary_score: ClassVar[str | None] = None
     # True: the engine may pass a FrameView (frames derived per slice) instead of a whole tensor, so a long
     # video's resized or float view never exists whole; the evaluator then reads frames a batch at a time.
     lazy_frames: ClassVar[bool] = False
@@ -238,6 +241,7 @@ class Evaluator(abc.ABC):
             "needs_prompt": cls.needs_prompt,
             "weights": [w.describe() for w in cls.weights],
             "reference": cls.reference,
+            "primary_score": cls.primary_score,
             "options": [
                 {"name": o.name, "default": o.default, "help": o.help, "choices": o.choices}
                 for o in cls.options

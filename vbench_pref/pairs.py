@@ -44,11 +44,16 @@ class Reward:
 
 
 def parse_reward(spec: str) -> Reward:
-    """``NAME`` or ``NAME.SCORE`` -> the evaluator, its score, its column in scores.csv and its direction."""
+    """``NAME`` or ``NAME.SCORE`` -> the evaluator, its score, its column in scores.csv and its direction.
+
+    A bare NAME means the evaluator's only score, or its ``primary_score`` (videoalign: overall).
+    """
     name, _, score = spec.partition(".")
     cls = registry.get(name)
     columns = cls.column_specs()
     by_score = {s.name: (column, s) for column, s in columns.items()}
+    if not score and len(by_score) > 1 and cls.primary_score is not None:
+        score = cls.primary_score
     if not score:
         if len(by_score) != 1:
             choices = ", ".join(f"{name}.{s}" for s in by_score)

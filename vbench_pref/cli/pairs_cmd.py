@@ -16,7 +16,11 @@ from vbench_pref.cli.score import parse_evaluator_options
 @reports_errors
 def pairs_command(
     out_dir: Path = typer.Option(..., "--out", help="Folder for videos/, reward/, pairs.jsonl and pairs.parquet."),
-    reward: str = typer.Option(..., "--reward", help="Reward evaluator, NAME or NAME.SCORE (e.g. hpsv2, clip_score.cosine)."),
+    reward: str = typer.Option(
+        "videoalign", "--reward",
+        help="Reward evaluator, NAME or NAME.SCORE (e.g. hpsv2, clip_score.cosine). The default is the PG-DPO "
+             "paper's: VideoAlign's Overall (VQ + MQ + TA); it needs the VideoReward weights.",
+    ),
     model: str = g.MODEL, prompts: str = g.PROMPTS,
     n: int = typer.Option(4, "--n", "-n", help="Videos per prompt to choose from."), seed: int = g.SEED,
     frames: Optional[int] = g.FRAMES, height: Optional[int] = g.HEIGHT, width: Optional[int] = g.WIDTH,
