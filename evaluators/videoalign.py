@@ -182,10 +182,10 @@ class VideoAlign(Evaluator):
             self.model = vr.random_reward_model(config, self.settings.output_dim)
             self._weights.append({"option": "weights", "weights": "random", "size": self.config["random_size"]})
         else:
-            checkpoint, config_file, reward_folder = self._reward_paths()
+            checkpoint, config_file = self._reward_paths()
             base = self._base_path()
             self.settings = vr.RewardSettings.from_file(config_file)
-            tokenizer = vr.load_tokenizer(reward_folder, base)
+            tokenizer = vr.load_tokenizer([checkpoint.parent / "tokenizer", config_file.parent / "tokenizer"], base)
             config = _read_json(base / "config.json")
             if "vision_config" not in config:
                 raise VbenchPrefError(f"{base / 'config.json'}: not a Qwen2-VL config (no vision_config)")
@@ -213,22 +213,21 @@ class VideoAlign(Evaluator):
             return self.dtype
         return torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
-    def _reward_paths(self) -> tuple[Path, Path, Path | None]:
+    def _reward_paths(self) -> tuple[Path, Path]:
         value = str(self.config["weights"])
         if value == "official":
             checkpoint = weight_files.resolve(CHECKPOINT, None, evaluator=self.name, option="weights")
             config = weight_files.resolve(REWARD_CONFIG, None, evaluator=self.name, option="weights")
             self._weights += [{"option": "weights", **checkpoint.provenance()},
                               {"option": "weights", **config.provenance()}]
-            return checkpoint.path, config.path, config.path.parent
+            return checkpoint.path, config.path
         folder, checkpoint = _reward_files(Path(value))
+        sha256 = weight_files.file_digests(checkpoint)["sha256"]
         self._weights.append({
-            "option": "weights", "weights": "local", "file": str(checkpoint),
-            "sha256": weight_files.file_digests(checkpoint)["sha256"],
-            "verified_by": "manifest sha256" if weight_files.file_digests(checkpoint)["sha256"] == CHECKPOINT.sha256
-            else "unverified (not the published checkpoint)",
+            "option": "weights", "weights": "local", "file": str(checkpoint), "sha256": sha256,
+            "verified_by": "manifest sha256" if sha256 == CHECKPOINT.sha256 else "unverified (not the published checkpoint)",
         })
-        return checkpoint, folder / "model_config.json", folder
+        return checkpoint, folder / "model_config.json"
 
     def _base_path(self) -> Path:
         value = str(self.config["base"])

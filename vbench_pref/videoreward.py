@@ -349,9 +349,8 @@ def load_reward_model(checkpoint: Path, config: dict[str, Any], settings: Reward
     wrapped.load_state_dict(current, strict=True, assign=True)
     del state, current
     wrapped = wrapped.float()
-    model = wrapped.merge_and_unload()
-    model.tie_weights()
-    return model.eval()
+    # the published lm_head and embed_tokens are separate tensors (the file holds both); neither is re-tied
+    return wrapped.merge_and_unload().eval()
 
 
 def random_reward_model(config: dict[str, Any], output_dim: int, seed: int = 0, attn: str = "sdpa") -> Any:
@@ -449,22 +448,26 @@ def right_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
 
 
 # ------------------------------------------------------------------------------------------- tokenizer
-def load_tokenizer(reward_folder: Path | None, base_folder: Path | None) -> Any:
-    """VideoReward's ``tokenizer/`` folder when it has one, else the base model's tokenizer plus the reward
-    tokens, added as the reference adds them (``add_special_tokens``, so they get the next ids)."""
+def load_tokenizer(folders: Sequence[Path], base_folder: Path) -> Any:
+    """The first of ``folders`` that exists (VideoReward's trainer saves the tokenizer, reward tokens included,
+    to ``checkpoint-N/tokenizer``), else the base model's tokenizer plus the reward tokens, added as the
+    reference's ``create_model_and_processor`` adds them (``add_special_tokens``: they get the next ids)."""
     from transformers import AutoTokenizer
 
-    folder = reward_folder / "tokenizer" if reward_folder is not None and (reward_folder / "tokenizer").is_dir() else None
+    folder = next((f for f in folders if f.is_dir()), None)
     source = folder or base_folder
-    if source is None:
-        raise WeightsMissingError("videoalign: no tokenizer (neither VideoReward's tokenizer/ nor the base model's)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True, padding_side="right")
     except Exception as exc:  # noqa: BLE001 - any unreadable tokenizer folder is one line
-        raise VbenchPrefError(f"{source}: cannot read the tokenizer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise VbenchPrefError(f"{source}: cannot read the tokenizer ({type(exc).__name__}: {_first_line(exc)})") from None
     if folder is None:
         tokenizer.add_special_tokens({"additional_special_tokens": list(REWARD_TOKENS)})
     return tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 # ------------------------------------------------------------------------------------------- tiny checkpoint
@@ -491,8 +494,8 @@ def write_tiny_videoreward(folder: str | Path, seed: int = 0, step: int = 7,
     """A random tiny VideoReward in the published layout under ``folder``; returns the ``-O`` options loading it.
 
     ``folder/VideoReward``: ``checkpoint-<step>/model.pth`` (the PEFT-wrapped state dict under transformers
-    4.45 / peft 0.10 names, LoRA B non-zero so the merge matters), ``model_config.json`` and ``tokenizer/``
-    (with the reward tokens). ``folder/base``: the base model's ``config.json``, ``preprocessor_config.json``,
+    4.45 / peft 0.10 names, LoRA B non-zero so the merge matters) and ``checkpoint-<step>/tokenizer/`` (with
+    the reward tokens), and ``model_config.json``. ``folder/base``: the base model's ``config.json``, ``preprocessor_config.json``,
     tokenizer files and chat template, with ``model.safetensors`` so transformers can load it too.
     """
     from vbench_pref.tiny_qwen import QWEN_VL_CHAT_TEMPLATE, build_tiny_qwen_tokenizer
@@ -507,7 +510,7 @@ def write_tiny_videoreward(folder: str | Path, seed: int = 0, step: int = 7,
     (base / "chat_template.json").write_text(json.dumps({"chat_template": QWEN_VL_CHAT_TEMPLATE}), encoding="utf-8")
     (base / "preprocessor_config.json").write_text(json.dumps(QWEN2_VL_PREPROCESSOR, indent=2), encoding="utf-8")
     tokenizer = build_tiny_qwen_tokenizer(REWARD_TOKENS)
-    tokenizer.save_pretrained(reward / "tokenizer")
+    tokenizer.save_pretrained(reward / f"checkpoint-{step}" / "tokenizer")  # where VideoAlign's trainer saves it
     config = tiny_config(tokenizer)
     base_config = {**config, "vocab_size": len(base_tokenizer)}
     with torch.random.fork_rng(devices=[]):
