@@ -140,7 +140,8 @@ class VideoAlign(Evaluator):
         return tuple(needed)
 
     def residency_key(self) -> str:
-        return f"videoalign:{self.config['weights']}:{self.config['random_size']}:{self.compute_dtype}"
+        c = self.config
+        return f"videoalign:{c['weights']}:{c['base']}:{c['random_size']}:{c['precision']}"
 
     def missing_weights(self) -> str | None:
         try:
@@ -157,7 +158,9 @@ class VideoAlign(Evaluator):
         first = missing[0]
         more = f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else ""
         state = f"not on disk and cannot be downloaded: offline ({offline} is set)" if offline else "not on disk"
-        pull = "`vbench-pref weights pull videoalign`"
+        # `pull videoalign` fetches every file of the default options; name the entries when fewer are missing
+        names = "videoalign" if len(missing) == len(self.weights) else " ".join(spec.name for spec in missing)
+        pull = f"`vbench-pref weights pull {names}`"
         how = f"unset {offline} and run {pull}" if offline else f"run {pull}"
         return (f"videoalign: {first.filename} ({first.source}){more} {'are' if more else 'is'} {state}; {how}, or pass "
                 "-O videoalign.weights=/path/to/VideoReward and -O videoalign.base=/path/to/Qwen2-VL-2B-Instruct")

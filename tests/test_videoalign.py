@@ -190,6 +190,8 @@ def test_offline_without_weights_fails_in_one_line(tiny, tmp_path, run_cli) -> N
     names = {row["name"]: row for row in json.loads(listing.stdout)}
     assert names["videoreward"]["evaluators"] == ["videoalign"] and names["videoreward"]["status"] == "missing"
     assert {"videoreward-config", "qwen2-vl-2b-config", "qwen2-vl-2b-preprocessor-config"} <= set(names)
+    local = get("videoalign")(weights=str(tiny["weights"])).missing_weights()  # only the base files are missing
+    assert local is not None and "weights pull qwen2-vl-2b-config qwen2-vl-2b-preprocessor-config" in local
 
 
 def _hub_file(cache: Path, repo: str, filename: str, content: bytes) -> None:
