@@ -144,11 +144,12 @@ class VideoAlign(Evaluator):
         return f"videoalign:{c['weights']}:{c['base']}:{c['random_size']}:{c['precision']}"
 
     def missing_weights(self) -> str | None:
+        weights, base = str(self.config["weights"]), str(self.config["base"])
         try:
-            for option in ("weights", "base"):
-                value = str(self.config[option])
-                if value not in ("official", "random") and not (self.config["weights"] == "random" and option == "base"):
-                    _reward_files(Path(value)) if option == "weights" else _base_folder(Path(value))
+            if weights not in ("official", "random"):
+                _reward_files(Path(weights))
+            if weights != "random" and base != "official":
+                _base_folder(Path(base))
             missing = [spec for spec in self.required_weights() if weight_files.locate(spec) is None]
         except VbenchPrefError as exc:
             return str(exc)
@@ -272,8 +273,7 @@ class VideoAlign(Evaluator):
             raise VbenchPrefError(f"videoalign needs a prompt; {missing[0]} has none")
         inputs = []
         for sample in batch:
-            frames = sample.frames if isinstance(sample.frames, torch.Tensor) else torch.as_tensor(np.asarray(sample.frames))
-            pixels, grid = vr.video_patches(frames, self.preprocessor)
+            pixels, grid = vr.video_patches(torch.as_tensor(sample.frames), self.preprocessor)
             tokens = grid[0] * grid[1] * grid[2] // self.preprocessor.merge_size ** 2
             inputs.append((pixels, grid, self.encoder.ids(str(sample.prompt), tokens)))
         raw = torch.cat([self._forward(group) for group in token_batches(inputs, int(self.config["max_tokens"]))])

@@ -19,6 +19,7 @@ import torch
 
 from vbench_pref import videoreward as vr
 from vbench_pref.errors import VbenchPrefError
+from vbench_pref.evaluators.videoalign import token_batches
 from vbench_pref.registry import get
 from vbench_pref.scoring import build_evaluators
 from vbench_pref.synthetic import smooth_motion
@@ -160,8 +161,8 @@ def test_batches_by_token_budget_give_the_same_scores(tiny) -> None:
     alone = evaluator.score(batch)
     for name in together:
         np.testing.assert_allclose(together[name], alone[name], atol=TOL)
-    assert [len(g) for g in __import__("vbench_pref.evaluators.videoalign", fromlist=["x"]).token_batches(
-        [("a", [0] * 5), ("b", [0] * 3), ("c", [0] * 9)], 10)] == [2, 1]
+    groups = token_batches([("a", [0] * 5), ("b", [0] * 3), ("c", [0] * 9), ("d", [0] * 20)], 10)
+    assert [[name for name, _ in group] for group in groups] == [["a", "b"], ["c"], ["d"]]
 
 
 def test_full_size_model_has_the_published_keys_and_shapes() -> None:
@@ -291,3 +292,43 @@ def test_random_weights_are_labelled_and_score(tmp_path) -> None:
     out = evaluator.score([VideoSample("v", frames, np.zeros(4), 8.0, prompt="a cat")])
     assert set(out) == {"vq", "mq", "ta", "overall", "vq_raw", "mq_raw", "ta_raw"}
     assert np.isfinite(out["overall"]).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 28, 28), (4, 56, 84), (6, 308, 140)])
+def test_video_patches_equal_transformers_video_processor(shape) -> None:
+    """The patches (no resize: frames arrive at multiples of 28) equal transformers' own Qwen2-VL video processor."""
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    t, h, w = shape
+    frames = torch.from_numpy(np.random.default_rng(t).integers(0, 256, (t, h, w, 3), dtype=np.uint8))
+    expected = Qwen2VLVideoProcessor()(videos=[frames.permute(0, 3, 1, 2)], do_resize=False, do_sample_frames=False,
+                                       return_tensors="pt")
+    pixels, grid = vr.video_patches(frames, vr.Preprocessor())
+    assert list(grid) == expected["video_grid_thw"][0].tolist()
+    torch.testing.assert_close(pixels, expected["pixel_values_videos"], atol=1e-6, rtol=0)
+
+
+def test_base_files_from_the_hub_cache_and_a_checkpoint_that_is_not_the_published_one(tiny, tmp_path, monkeypatch) -> None:
+    from vbench_pref.evaluator import VideoSample
+    from vbench_pref.evaluators.videoalign import BASE_FILES, CHECKPOINT, REWARD_CONFIG
+
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    for spec in BASE_FILES:
+        _hub_file(cache, spec.repo_id, spec.filename, (tiny["base"] / spec.filename).read_bytes())
+    sample = [VideoSample("v", torch.from_numpy(smooth_motion(4, 28, 56, 0)), np.zeros(4), 8.0, prompt="a cat")]
+    from_hub = get("videoalign")(weights=str(tiny["weights"]))
+    assert from_hub.missing_weights() is None
+    from_hub.load()
+    local = get("videoalign")(weights=str(tiny["weights"]), base=str(tiny["base"]))
+    local.load()
+    assert from_hub.score(sample)["overall"] == pytest.approx(local.score(sample)["overall"], abs=1e-12)
+    assert {w["name"] for w in from_hub.weight_provenance() if w["option"] == "base"} == {s.name for s in BASE_FILES}
+    # the tiny checkpoint where the published one belongs: refused by its sha256, in one line
+    _hub_file(cache, CHECKPOINT.repo_id, CHECKPOINT.filename, (tiny["weights"] / "checkpoint-7" / "model.pth").read_bytes())
+    _hub_file(cache, REWARD_CONFIG.repo_id, REWARD_CONFIG.filename, (tiny["weights"] / "model_config.json").read_bytes())
+    official = get("videoalign")()
+    assert official.missing_weights() is None
+    with pytest.raises(VbenchPrefError) as info:
+        official.load()
+    assert "48375908e611" in str(info.value) and "\n" not in str(info.value)
