@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -309,7 +310,9 @@ def wrap_lora(model: torch.nn.Module, settings: RewardSettings) -> Any:
     # task_type only picks peft's wrapper class (its forward is not used here); the weights do not depend on it
     config = LoraConfig(target_modules=targets, r=settings.lora_r, lora_alpha=settings.lora_alpha,
                         lora_dropout=0.0, use_rslora=settings.use_rslora, bias="none")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft asks transformers a deprecated question about checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def expected_shapes(config: dict[str, Any], settings: RewardSettings) -> dict[str, tuple[int, ...]]:
@@ -350,7 +353,9 @@ def load_reward_model(checkpoint: Path, config: dict[str, Any], settings: Reward
     del state, current
     wrapped = wrapped.float()
     # the published lm_head and embed_tokens are separate tensors (the file holds both); neither is re-tied
-    return wrapped.merge_and_unload().eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no longer tied after merging.*", category=UserWarning)
+        return wrapped.merge_and_unload().eval()
 
 
 def random_reward_model(config: dict[str, Any], output_dim: int, seed: int = 0, attn: str = "sdpa") -> Any:
