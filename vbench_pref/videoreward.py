@@ -409,11 +409,16 @@ class PromptEncoder:
             raise VbenchPrefError(f"the tokenizer lacks {', '.join(REWARD_TOKENS)} or {video_token}")
         self.reward_ids, self.video_id = tuple(ids[:3]), ids[3]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._turns: dict[str, list[int]] = {}  # prompt -> ids of its turn (videos of one prompt share it)
 
     def ids(self, prompt: str, video_tokens: int) -> list[int]:
         """The ids of the whole turn with ``video_tokens`` video placeholders (the processor's expansion)."""
-        text = CHAT_PREFIX + VIDEO_SLOT + prompt_text(prompt) + CHAT_SUFFIX
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if prompt not in self._turns:
+            if len(self._turns) > 1024:
+                self._turns.clear()
+            text = CHAT_PREFIX + VIDEO_SLOT + prompt_text(prompt) + CHAT_SUFFIX
+            self._turns[prompt] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self._turns[prompt]
         at = ids.index(self.video_id)
         out = ids[:at] + [self.video_id] * video_tokens + ids[at + 1:]
         if [out.count(i) for i in self.reward_ids] != [1, 1, 1]:
