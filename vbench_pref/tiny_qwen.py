@@ -42,6 +42,10 @@ QWEN_VL_SPECIAL_TOKENS = (
     "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
 )
 
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
 _CORPUS = (
     "You are a helpful assistant. Please evaluate the visual quality, motion quality and text alignment "
     "of a generated video: a cat walks on the grass, the camera pans left, a red car drives in the rain. "
@@ -55,11 +59,17 @@ def build_tiny_qwen_tokenizer(extra_special_tokens: tuple[str, ...] = (), vocab_
 
     ``extra_special_tokens`` are added after Qwen's (as VideoAlign adds its reward tokens).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
     core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Qwen2's own pre-tokenizer (its tokenizer.json): the split regex (digits one by one), then byte-level.
+    # transformers >= 5 imposes it on any Qwen2 tokenizer it loads, older versions read it from the file,
+    # so with it the tiny tokenizer splits text the same way whichever version loads it.
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
