@@ -91,6 +91,7 @@ class VideoAlign(Evaluator):
         ScoreSpec("mq_raw", True, description="motion quality, the head's raw output"),
         ScoreSpec("ta_raw", True, description="text alignment, the head's raw output"),
     )
+    primary_score = "overall"  # `pairs --reward videoalign`: the paper picks pairs by Overall
     frames = videoalign_frame_spec()
     needs_prompt = True
     weights = (CHECKPOINT, REWARD_CONFIG, *BASE_FILES)
