@@ -77,25 +77,31 @@ def _token_ids(tokenizer: Any) -> dict[str, int]:
     return ids
 
 
-def _model_from(config: dict[str, Any], seed: int, device: str | torch.device = "cpu") -> Any:
+def _model_from(config: dict[str, Any], seed: int, dtype: torch.dtype = torch.float32) -> Any:
+    """Random weights (seeded), built directly in ``dtype`` so a full-size model never exists in float32."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(seed)
-    with torch.device(device):  # the config classes edit nested dicts in place: give them a copy
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:  # the config classes edit nested dicts in place: give them a copy
         model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**json.loads(json.dumps(config))))
-    return model.float().eval()
+    finally:
+        torch.set_default_dtype(default)
+    return model.to(dtype).eval()
 
 
 @torch.no_grad()
 def script_answers(model: Any, tokenizer: Any, answers: tuple[int, int, int] = TINY_ANSWERS, seed: int = 0,
                    strength: float = 12.0, margins: tuple[float, float, float] = (2.0, 2.5, 2.0),
-                   spread: float = 2.0) -> None:
+                   spread: float = 2.0, embed_scale: float = 1.0) -> None:
     """Wire the answer chain into the embeddings and ``lm_head`` (in place); see the module docstring.
 
     The chain's tokens get orthogonal embedding directions (the first hidden units); ``lm_head`` maps each
     direction to its successor with logit ``strength``, and at an answer step gives the other digits
     ``strength - margin``. The digits' rows also read the remaining hidden units with weights of scale
-    ``spread``, the video-dependent part.
+    ``spread``, the video-dependent part. ``embed_scale`` sets the chain embeddings' norm against what the
+    random layers add to the residual stream (larger for deep models, whose random layers add more).
     """
     if len(set(answers)) != 3 or not all(1 <= a <= 5 for a in answers):
         raise ValueError(f"answers must be three different digits 1-5, got {answers}")
@@ -115,7 +121,7 @@ def script_answers(model: Any, tokenizer: Any, answers: tuple[int, int, int] = T
     embed[chain[:-1]] = 0.0
     head[:, :width] = 0.0
     for k, token in enumerate(chain[:-1]):
-        embed[token, k] = 1.0
+        embed[token, k] = embed_scale
         head[chain[k + 1], k] = strength / norm_gain
     for step, margin in zip((1, 3, 5), margins):  # the label steps, whose successor is a digit
         for digit in digits:
@@ -206,9 +212,9 @@ def random_videoscore2(size: str, seed: int = 0, dtype: torch.dtype = torch.floa
         config = published_config(len(tokenizer), token_ids)
     else:
         raise ValueError(f"random_size must be tiny or full, got {size!r}")
-    model = _model_from(config, seed)
-    script_answers(model, tokenizer, TINY_ANSWERS, seed)
-    model = model.to(dtype)
+    model = _model_from(config, seed, dtype)
+    # deep random stacks add a residual of norm ~sqrt(hidden) per layer: the chain must stand out of it
+    script_answers(model, tokenizer, TINY_ANSWERS, seed, embed_scale=1.0 if size == "tiny" else 4.0 * config["hidden_size"])
     eos = [token_ids["eos_token_id"], token_ids["bos_token_id"]]
     sampling = Sampling(repetition_penalty=TINY_GENERATION["repetition_penalty"], top_k=50, top_p=TINY_GENERATION["top_p"])
     return VideoScore2(model, _processor(tokenizer), sampling, eos, token_ids["bos_token_id"])
