@@ -285,3 +285,17 @@ def test_random_weights_score_and_are_labelled(tiny) -> None:
     values = evaluator.score([VideoSample("short.mp4", frames[0], np.zeros(4), 8.0, prompts[0])])
     assert all(1.0 <= float(values[name][0]) <= 5.0 for name, _ in DIMENSIONS)
     assert evaluator.uses_random_weights and evaluator.provenance()["random_weights"] is True
+
+
+def test_repetition_penalty_ignores_left_padding() -> None:
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    from vbench_pref.vlm.videoscore2 import UnpaddedRepetitionPenalty
+
+    scores = torch.randn(2, 12, generator=torch.Generator().manual_seed(0))
+    rows = torch.tensor([[0, 0, 5, 7, 5], [3, 4, 5, 7, 9]])  # row 0: two pads (id 0), row 1 none
+    got = UnpaddedRepetitionPenalty(1.3, torch.tensor([2, 0]))(rows, scores.clone())
+    stock = RepetitionPenaltyLogitsProcessor(penalty=1.3)
+    assert torch.equal(got[0], stock(rows[:1, 2:], scores[:1].clone())[0])  # as the video alone
+    assert torch.equal(got[1], stock(rows[1:], scores[1:].clone())[0])
+    assert not torch.equal(got[0], stock(rows[:1], scores[:1].clone())[0])  # the stock one penalises the pad id

@@ -347,9 +347,11 @@ class VideoScore2:
         batch = self.inputs(videos, prompts, fps).to(self.device)
         options: dict[str, Any] = {
             "max_new_tokens": max_new_tokens, "eos_token_id": self.eos_ids, "pad_token_id": self.pad_id,
-            "repetition_penalty": self.sampling.repetition_penalty, "output_logits": True,
-            "return_dict_in_generate": True, "use_cache": True,
+            "output_logits": True, "return_dict_in_generate": True, "use_cache": True,
         }
+        if self.sampling.repetition_penalty != 1.0:  # over each video's own tokens, never its left padding
+            padding = (batch["attention_mask"] == 0).sum(dim=1)
+            options["logits_processor"] = [UnpaddedRepetitionPenalty(self.sampling.repetition_penalty, padding)]
         if seed is None:
             options.update(do_sample=False, temperature=None, top_k=None, top_p=None)
             output = self.model.generate(**batch, **options)
@@ -398,6 +400,27 @@ class VideoScore2:
         row = self.sampling.processors()(ids, row)
         row = self.sampling.warpers()(ids, row)
         return row[0]
+
+
+class UnpaddedRepetitionPenalty:
+    """transformers' repetition penalty over each row's tokens after its left padding.
+
+    The stock processor penalises every id in the row, the padding's too, so a padded row's pad token
+    (Qwen's ``<|endoftext|>``, also a stop token) would score lower than in the same video decoded alone.
+    Pad positions are pointed at the row's first real token, which the penalty already covers.
+    """
+
+    def __init__(self, penalty: float, padding: torch.Tensor) -> None:
+        from transformers import RepetitionPenaltyLogitsProcessor
+
+        self.stock = RepetitionPenaltyLogitsProcessor(penalty=penalty)
+        self.padding = padding
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        padding = self.padding.to(input_ids.device)
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+        first_real = input_ids.gather(1, padding.unsqueeze(1))
+        return self.stock(torch.where(positions < padding.unsqueeze(1), first_real, input_ids), scores)
 
 
 def _single_token(tokenizer: Any, text: str) -> int | None:
