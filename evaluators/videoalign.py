@@ -2,7 +2,7 @@
 
 The PG-DPO paper picks its chosen/rejected pairs by VideoAlign's Overall and reports VQ, MQ and TA in
 Table 1. The model (Qwen2-VL-2B-Instruct + a merged LoRA + a linear head read at three special tokens) is
-built on the current transformers and peft in ``vbench_pref.videoreward``; its settings (LoRA, output size,
+built on the current transformers and peft in ``vbench_pref.vlm.videoreward``; its settings (LoRA, output size,
 frame rate, pixel budget, normalisation) come from the checkpoint's ``model_config.json``.
 
 Scores are z-scores, unbounded: ``(raw - mean) / std`` with the means and stds of the reference's
@@ -32,6 +32,7 @@ from vbench_pref.errors import VbenchPrefError, WeightsMissingError
 from vbench_pref.evaluator import Evaluator, Option, ScoreSpec, SharedModels, VideoSample
 from vbench_pref.qwen_vision import QwenVideoRule
 from vbench_pref.video import FrameSpec
+from vbench_pref.vlm.visual_token_batches import token_batches
 from vbench_pref.weights import WeightSpec
 
 PRECISIONS = ("reference", "run", "float32")
@@ -170,7 +171,7 @@ class VideoAlign(Evaluator):
     # --- loading ---
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
              shared: SharedModels | None = None) -> None:
-        from vbench_pref import videoreward as vr
+        from vbench_pref.vlm import videoreward as vr
         from vbench_pref.tiny_qwen import build_tiny_qwen_tokenizer
 
         super().load(device, dtype, shared)
@@ -265,7 +266,7 @@ class VideoAlign(Evaluator):
 
     # --- scoring ---
     def score(self, batch: Sequence[VideoSample]) -> dict[str, np.ndarray]:
-        from vbench_pref import videoreward as vr
+        from vbench_pref.vlm import videoreward as vr
 
         if self.model is None:
             raise RuntimeError("videoalign: call load() before score()")
@@ -277,7 +278,9 @@ class VideoAlign(Evaluator):
             pixels, grid = vr.video_patches(torch.as_tensor(sample.frames), self.preprocessor)
             tokens = grid[0] * grid[1] * grid[2] // self.preprocessor.merge_size ** 2
             inputs.append((pixels, grid, self.encoder.ids(str(sample.prompt), tokens)))
-        raw = torch.cat([self._forward(group) for group in token_batches(inputs, int(self.config["max_tokens"]))])
+        raw = torch.empty((len(inputs), len(vr.DIMENSIONS)), dtype=torch.float64)
+        for group in token_batches([len(ids) for _, _, ids in inputs], int(self.config["max_tokens"])):
+            raw[group] = self._forward([inputs[i] for i in group])
         if not torch.isfinite(raw).all():
             raise VbenchPrefError("videoalign: non-finite reward (NaN or inf in the model output)")
         normalised = self.settings.normalise(raw)
@@ -287,7 +290,7 @@ class VideoAlign(Evaluator):
         return out
 
     def _forward(self, group: list[tuple[torch.Tensor, tuple[int, int, int], list[int]]]) -> torch.Tensor:
-        from vbench_pref import videoreward as vr
+        from vbench_pref.vlm import videoreward as vr
 
         ids, mask = vr.right_pad([ids for _, _, ids in group], self.encoder.pad_id)
         pixels = torch.cat([p for p, _, _ in group])
@@ -297,23 +300,6 @@ class VideoAlign(Evaluator):
             raw = vr.reward_forward(self.model, ids.to(self.device), mask.to(self.device), pixels.to(self.device),
                                     grid.to(self.device), self.encoder.reward_ids, self.video_token_id)
         return raw.float().cpu().double()
-
-
-def token_batches(items: list[Any], budget: int) -> list[list[Any]]:
-    """Consecutive groups whose padded size (count x longest ids) stays within ``budget`` (one item at least)."""
-    groups: list[list[Any]] = []
-    current: list[Any] = []
-    longest = 0
-    for item in items:
-        length = len(item[-1])
-        if current and (len(current) + 1) * max(longest, length) > budget:
-            groups.append(current)
-            current, longest = [], 0
-        current.append(item)
-        longest = max(longest, length)
-    if current:
-        groups.append(current)
-    return groups
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import torch
 
-from vbench_pref import videoreward as vr
+from vbench_pref.vlm import videoreward as vr
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.evaluators.videoalign import token_batches
+from vbench_pref.vlm.visual_token_batches import token_batches
 from vbench_pref.registry import get
 from vbench_pref.scoring import build_evaluators
 from vbench_pref.synthetic import smooth_motion
@@ -161,8 +161,9 @@ def test_batches_by_token_budget_give_the_same_scores(tiny) -> None:
     alone = evaluator.score(batch)
     for name in together:
         np.testing.assert_allclose(together[name], alone[name], atol=TOL)
-    groups = token_batches([("a", [0] * 5), ("b", [0] * 3), ("c", [0] * 9), ("d", [0] * 20)], 10)
-    assert [[name for name, _ in group] for group in groups] == [["a", "b"], ["c"], ["d"]]
+    # longest first; a pass costs (items x its longest); an item over the budget is a pass of its own
+    assert token_batches([5, 3, 9, 20], 10) == [[3], [2], [0, 1]]
+    assert token_batches([4, 4, 4, 1], 12) == [[0, 1, 2], [3]]
 
 
 def test_full_size_model_has_the_published_keys_and_shapes() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vbench_pref import videoreward
+from vbench_pref.vlm import videoreward
 
 
 @pytest.fixture(scope="module")

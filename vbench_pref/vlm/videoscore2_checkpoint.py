@@ -44,27 +44,10 @@ PREPROCESSOR = {
 TINY_GENERATION = {"repetition_penalty": 1.05, "top_p": 0.95, "temperature": 0.7, "do_sample": True}
 
 
-# Qwen2's pre-tokenizer (its tokenizer.json): digits one by one, a space never merged into a digit
-QWEN2_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-
-
 def tiny_tokenizer() -> Any:
-    """The tiny Qwen tokenizer with Qwen2's own normaliser and pre-tokenizer, and the three label strings as
-    (non-special) added tokens.
-
-    transformers 5 rebuilds a ``Qwen2Tokenizer`` read from disk with Qwen2's split (``" 4"`` becomes
-    ``" "``, ``"4"``) while transformers 4 uses the file's; writing Qwen2's split into the file, as the
-    published tokenizer.json has it, makes both read the same tokens.
-    """
-    from tokenizers import Regex, normalizers, pre_tokenizers
-
+    """The tiny Qwen tokenizer (Qwen2's own split, so every transformers version reads the same tokens) with
+    the three label strings as (non-special) added tokens."""
     tokenizer = build_tiny_qwen_tokenizer()
-    backend = tokenizer.backend_tokenizer
-    backend.normalizer = normalizers.NFC()
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
     tokenizer.add_tokens(list(LABEL_TOKENS))
     return tokenizer
 

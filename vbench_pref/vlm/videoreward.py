@@ -213,7 +213,7 @@ class RewardSettings:
 @lru_cache(maxsize=1)
 def prompt_template() -> str:
     """The training prompt, checked against the published text's sha256."""
-    text = resources.files("vbench_pref").joinpath("data", PROMPT_FILE).read_text(encoding="utf-8")
+    text = resources.files("vbench_pref.vlm").joinpath("data", PROMPT_FILE).read_text(encoding="utf-8")
     template = text.split("#---\n", 1)[1]
     if hashlib.sha256(template.encode()).hexdigest() != PROMPT_SHA256:
         raise VbenchPrefError(f"vbench_pref/data/{PROMPT_FILE} was edited: it no longer holds VideoReward's training prompt")
