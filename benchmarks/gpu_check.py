@@ -21,6 +21,9 @@ the JSON as ``timed_out`` / ``failed`` and the next part runs):
   random-weight CLIP family: videos/s and each evaluator's compute time.
 - ``precision``: the CLIP family's scores at each evaluator's reference precision and with a bf16 / fp16 score
   dtype, against fp32 on the same videos.
+- ``vlm_rewards``: ``videoalign`` (Qwen2-VL-2B-shaped VideoReward) and ``videoscore2`` (Qwen2.5-VL-7B-shaped)
+  with random weights through the scoring engine, 100 videos x 33 frames at 480x832, bf16 + SDPA: videos/s,
+  model build time and peak GPU memory of each (videoscore2 writes at most 64 tokens per video here).
 """
 
 from __future__ import annotations
@@ -254,13 +257,32 @@ def part_precision(sizes: Sizes, work: Path) -> dict[str, Any]:
     return figures
 
 
+def part_vlm_rewards(sizes: Sizes, work: Path) -> dict[str, Any]:
+    """Each VLM reward alone at its published architecture's size, random weights; no warm-up run (loading a
+    7B model twice would cost more than the first batch's kernel selection, which 100 videos amortise)."""
+    from vlm_reward_throughput import REWARDS, engine_run, make_videos as make_reward_videos, reward_options
+
+    n, frames, height, width = (2, 5, 32, 48) if sizes.smoke else (100, 33, 480, 832)
+    videos = make_reward_videos(work / "videos", n, frames, height, width)
+    options = reward_options("tiny" if sizes.smoke else "full", "run")
+    options["videoscore2"]["max_new_tokens"] = 64  # the verdict, not a rationale: bounds the part's time
+    figures: dict[str, Any] = {"videos": n, "frames": frames, "height": height, "width": width,
+                               "dtype": sizes.dtype, "random_weights": True}
+    for name in REWARDS:
+        run = engine_run(videos, work / name, {name: options[name]}, sizes.device, batch_size=16, warmup=False)
+        figures[name] = {"options": options[name], "load_s": run["load_s"], "score_s": run["score_s"],
+                         "videos_per_s": n / run["score_s"], "peak_gib": run["peak_device_gib"]}
+    return figures
+
+
 PARTS: dict[str, tuple[Callable[[Sizes, Path], dict[str, Any]], float]] = {
-    # random init of the 1.3B transformer and of ViT-H-14 on the CPU is part of each limit
-    "clip_family": (part_clip_family, 95.0),
-    "generation": (part_generation, 120.0),
-    "training": (part_training, 90.0),
-    "engine": (part_engine, 110.0),
-    "precision": (part_precision, 60.0),
+    # random init of the 1.3B transformer, of ViT-H-14 and of the 7B VLM on the CPU is part of each limit
+    "clip_family": (part_clip_family, 80.0),
+    "generation": (part_generation, 100.0),
+    "training": (part_training, 75.0),
+    "engine": (part_engine, 80.0),
+    "precision": (part_precision, 45.0),
+    "vlm_rewards": (part_vlm_rewards, 100.0),
 }
 
 
@@ -323,6 +345,10 @@ def summary_line(name: str, part: dict[str, Any]) -> str:
                 f"peak {gib(part['peak_gib'])}")
     if name == "training":
         return f"{name:<12} LoRA r{part['lora_rank']}: {part['s_per_step']:.3f} s/step, peak {gib(part['peak_gib'])}"
+    if name == "vlm_rewards":
+        return f"{name:<12} " + ", ".join(
+            f"{e} {part[e]['videos_per_s']:.1f} videos/s (build {part[e]['load_s']:.0f} s) peak {gib(part[e]['peak_gib'])}"
+            for e in ("videoalign", "videoscore2"))
     if name == "engine":
         compute = ", ".join(f"{e} {s:.1f} s" for e, s in part["evaluator_compute_s"].items())
         return f"{name:<12} {part['videos']} videos: {part['videos_per_s']:.1f} videos/s ({compute})"

@@ -75,18 +75,22 @@ def timed_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], devic
     """
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
-        return pool.apply(_timed_run_here, (videos, out, options, device, batch_size))
+        return pool.apply(engine_run, (videos, out, options, device, batch_size))
 
 
-def _timed_run_here(videos: Path, out: Path, options: dict[str, dict[str, Any]], device: str,
-                    batch_size: int) -> dict[str, Any]:
+def engine_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], device: str, batch_size: int,
+               warmup: bool = True) -> dict[str, Any]:
+    """One scoring run in this process (after a one-video warm-up run unless ``warmup`` is False): its
+    load and scoring seconds, decodes and peaks."""
     from vbench_pref import video as video_io
     from vbench_pref.scoring import ScoreOptions, run_scoring
 
-    warm = out.with_name(out.name + "-warmup")
-    one = make_videos(warm / "videos", 1, *_shape(videos))
-    run_scoring(ScoreOptions(videos=one, prompts=one / "prompts.txt", out=warm / "run", evaluators=list(options),
-                             evaluator_options=options, device=device, batch_size=batch_size))
+    if warmup:
+        warm = out.with_name(out.name + "-warmup")
+        one = make_videos(warm / "videos", 1, *_shape(videos))
+        run_scoring(ScoreOptions(videos=one, prompts=one / "prompts.txt", out=warm / "run",
+                                 evaluators=list(options), evaluator_options=options, device=device,
+                                 batch_size=batch_size))
     reset_device_peak()
     decodes_before = sum(video_io.DECODES.values())
     opts = ScoreOptions(videos=videos, prompts=videos / "prompts.txt", out=out, evaluators=list(options),

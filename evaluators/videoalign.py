@@ -109,14 +109,14 @@ class VideoAlign(Evaluator):
         Option("precision", "reference",
                "reference: bf16 weights on CUDA and float32 on the CPU, as VideoAlign runs; run: the run's --dtype; "
                "float32: always float32", PRECISIONS),
-        Option("max_tokens", 16384, "token budget of one forward pass: videos are batched while batch size x "
+        Option("batch_tokens", 16384, "token budget of one forward pass: videos are batched while batch size x "
                "longest sequence (video + prompt tokens) stays within it"),
     )
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        if int(self.config["max_tokens"]) < 1:
-            raise VbenchPrefError("videoalign: max_tokens must be at least 1")
+        if int(self.config["batch_tokens"]) < 1:
+            raise VbenchPrefError("videoalign: batch_tokens must be at least 1")
         self._spec = self.frames
         self.model: Any = None
         self.settings: Any = None
@@ -279,7 +279,7 @@ class VideoAlign(Evaluator):
             tokens = grid[0] * grid[1] * grid[2] // self.preprocessor.merge_size ** 2
             inputs.append((pixels, grid, self.encoder.ids(str(sample.prompt), tokens)))
         raw = torch.empty((len(inputs), len(vr.DIMENSIONS)), dtype=torch.float64)
-        for group in token_batches([len(ids) for _, _, ids in inputs], int(self.config["max_tokens"])):
+        for group in token_batches([len(ids) for _, _, ids in inputs], int(self.config["batch_tokens"])):
             raw[group] = self._forward([inputs[i] for i in group])
         if not torch.isfinite(raw).all():
             raise VbenchPrefError("videoalign: non-finite reward (NaN or inf in the model output)")

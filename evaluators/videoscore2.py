@@ -65,7 +65,8 @@ class VideoScore2Evaluator(Evaluator):
                "penalty, temperature 0.7, the checkpoint's top-k/top-p) or logits (the model's raw softmax)",
                ("reference", "logits")),
         Option("max_new_tokens", REFERENCE_MAX_NEW_TOKENS, "tokens the model may write per video (the reference's 1024)"),
-        Option("batch_tokens", 32768, "visual tokens per generation pass (videos are grouped up to this many)"),
+        Option("batch_tokens", 32768, "token budget of one generation pass: videos are grouped while their count "
+               "x the largest one's visual tokens stays within it"),
     )
 
     def __init__(self, **options: Any) -> None:

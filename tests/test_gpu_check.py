@@ -38,7 +38,7 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "check.json").read_text())
     parts = report["parts"]
-    assert list(parts) == ["clip_family", "generation", "training", "engine", "precision"]
+    assert list(parts) == ["clip_family", "generation", "training", "engine", "precision", "vlm_rewards"]
     for name, part in parts.items():
         assert part["status"] == "ok", (name, part)
         assert all(math.isfinite(n) for n in _numbers(part)), (name, part)
@@ -52,9 +52,11 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
     assert set(engine["evaluator_compute_s"]) == set(engine["evaluators"]) and engine["videos_per_s"] > 0
     for dtype in ("reference", "bfloat16", "float16"):  # every score column of the CLIP family, against fp32
         assert {"clip_score.cosine", "aesthetic", "hpsv2"} <= set(parts["precision"][dtype])
+    for name in ("videoalign", "videoscore2"):
+        assert parts["vlm_rewards"][name]["videos_per_s"] > 0 and parts["vlm_rewards"][name]["options"]["weights"] == "random"
     # one summary line per part, then where the JSON went
     lines = result.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines[:5]] == list(parts) and lines[-1].startswith("-> check.json")
+    assert [line.split()[0] for line in lines[:6]] == list(parts) and lines[-1].startswith("-> check.json")
 
 
 def test_an_overrunning_part_is_recorded_and_the_next_runs(tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ def test_batches_by_token_budget_give_the_same_scores(tiny) -> None:
     batch = [VideoSample(f"v{i}", torch.from_numpy(smooth_motion(t, 56, w, i)), np.zeros(t), 8.0, prompt=p)
              for i, (t, w, p) in enumerate([(4, 84, "a cat"), (2, 56, "a red car in the rain"), (6, 112, "rain")])]
     together = evaluator.score(batch)
-    evaluator.config["max_tokens"] = 1  # one video per forward
+    evaluator.config["batch_tokens"] = 1  # one video per forward
     alone = evaluator.score(batch)
     for name in together:
         np.testing.assert_allclose(together[name], alone[name], atol=TOL)
