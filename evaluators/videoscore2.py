@@ -31,8 +31,10 @@ VIDEOSCORE2_WEIGHTS = weight_files.WeightSpec(
     env_var="VBENCH_PREF_VIDEOSCORE2",
     description="VideoScore2 (Qwen2.5-VL-7B-Instruct architecture): this index, the safetensors shards it names, "
     "config, generation/preprocessor configs and tokenizer, all in one folder",
+    # the folder, never pickles or code: safetensors, JSON configs, the tokenizer's text files
+    companions=("*.safetensors", "*.json", "merges.txt", "vocab.json", "*.jinja"),
 )
-PULL = "hf download TIGER-Lab/VideoScore2"
+PULL = "vbench-pref weights pull videoscore2"
 
 
 class VideoScore2Evaluator(Evaluator):

@@ -273,7 +273,7 @@ def test_missing_or_incomplete_weights_are_one_line(tiny, tmp_path, run_cli) -> 
                      "-e", "videoscore2", "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "hf download TIGER-Lab/VideoScore2" in lines[0], result.stderr
+    assert len(lines) == 1 and "vbench-pref weights pull videoscore2" in lines[0], result.stderr
 
 
 def test_random_weights_score_and_are_labelled(tiny) -> None:

@@ -292,6 +292,29 @@ def test_hf_pull_goes_through_hf_hub_download(monkeypatch) -> None:
     assert Path(seen["cache_dir"]) == weights.hf_cache_dir() and seen["revision"] is None
 
 
+def test_a_folder_spec_is_pulled_as_one_snapshot_of_its_files(monkeypatch) -> None:
+    seen = {}
+
+    def snapshot(repo_id, **kwargs):
+        seen.update(repo_id=repo_id, **kwargs)
+        repo = Path(kwargs["cache_dir"]) / ("models--" + repo_id.replace("/", "--"))
+        if not repo.exists():
+            make_hf_cache(Path(kwargs["cache_dir"]), repo_id, "model.safetensors.index.json", CONTENT)
+        return str(next((repo / "snapshots").iterdir()))
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot)
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", lambda *a, **k: pytest.fail("one file only"))
+    spec = WeightSpec("folder_model", "hf://owner/repo", "model.safetensors.index.json", None, "MIT",
+                      companions=("*.safetensors", "*.json"))
+    assert weights.pull(spec).path.name == "model.safetensors.index.json"
+    assert seen["allow_patterns"] == ["model.safetensors.index.json", "*.safetensors", "*.json"]
+    # present already: pulled again all the same, as a shard may be what is missing (the hub skips the rest)
+    seen.clear()
+    weights.pull(spec)
+    assert seen["repo_id"] == "owner/repo"
+    assert spec.describe()["companions"] == ["*.safetensors", "*.json"]
+
+
 def test_missing_message_names_pull_option_and_env_var() -> None:
     spec = WeightSpec(
         "hpsv2.0", "hf://xswu/HPSv2", "HPS_v2_compressed.pt", None, "Apache-2.0", env_var="VBENCH_PREF_HPSV2_WEIGHTS"

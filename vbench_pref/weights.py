@@ -57,6 +57,9 @@ class WeightSpec:
     ``sha256``: the full digest, a prefix (e.g. the 8 hex digits torchvision puts in its file names), or
     None when the manifest does not pin one. ``md5`` is used only when there is no sha256 to check.
     ``env_var``: a local file given through this environment variable wins over any cache.
+    ``companions``: for a model kept as a folder (sharded safetensors, configs, tokenizer), glob patterns of
+    the files that travel with ``filename`` (its anchor, e.g. the shard index): ``pull`` fetches them all
+    from the hub repo in one snapshot. Only ``hf://`` sources have companions.
     """
 
     name: str
@@ -69,6 +72,7 @@ class WeightSpec:
     env_var: str | None = None
     md5: str | None = None
     description: str = ""
+    companions: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -82,6 +86,7 @@ class WeightSpec:
             "size_bytes": self.size_bytes,
             "env_var": self.env_var,
             "description": self.description,
+            "companions": list(self.companions),
         }
 
     @property
@@ -457,7 +462,8 @@ def pull(spec: WeightSpec, force: bool = False) -> ResolvedWeight:
     user supplied (``spec.env_var``) that does not verify is refused.
     """
     redownload = force
-    if not force:
+    # a folder's anchor file says nothing about its companions: the hub snapshot fetches what is missing
+    if not force and not (spec.companions and not offline_variable()):
         path = locate(spec)
         if path is not None:
             try:
@@ -486,19 +492,29 @@ def _pull_hf(spec: WeightSpec, force: bool) -> ResolvedWeight:
     if variable:
         raise WeightsMissingError(missing_message(spec, offline_var=variable))
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, snapshot_download
     except ImportError:
         raise VbenchPrefError(
             f"{spec.name}: downloading {where} needs huggingface_hub (pip install huggingface_hub)"
         ) from None
     try:
-        path = hf_hub_download(
-            spec.repo_id,
-            spec.filename,
-            revision=spec.revision,
-            cache_dir=hf_cache_dir(),
-            force_download=force,
-        )
+        if spec.companions:
+            folder = snapshot_download(
+                spec.repo_id,
+                revision=spec.revision,
+                cache_dir=hf_cache_dir(),
+                allow_patterns=[spec.filename, *spec.companions],
+                force_download=force,
+            )
+            path = str(Path(folder) / spec.filename)
+        else:
+            path = hf_hub_download(
+                spec.repo_id,
+                spec.filename,
+                revision=spec.revision,
+                cache_dir=hf_cache_dir(),
+                force_download=force,
+            )
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - HTTP, auth, gated repo, network: all one line
