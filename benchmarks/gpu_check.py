@@ -269,7 +269,8 @@ def part_vlm_rewards(sizes: Sizes, work: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {"videos": n, "frames": frames, "height": height, "width": width,
                                "dtype": sizes.dtype, "random_weights": True}
     for name in REWARDS:
-        run = engine_run(videos, work / name, {name: options[name]}, sizes.device, batch_size=16, warmup=False)
+        run = engine_run(videos, work / name, {name: options[name]}, sizes.device, batch_size=16, dtype=sizes.dtype,
+                         warmup=False)
         figures[name] = {"options": options[name], "load_s": run["load_s"], "score_s": run["score_s"],
                          "videos_per_s": n / run["score_s"], "peak_gib": run["peak_device_gib"]}
     return figures

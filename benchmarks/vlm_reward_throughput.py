@@ -67,7 +67,7 @@ def reset_device_peak() -> None:
 
 
 def timed_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], device: str,
-              batch_size: int) -> dict[str, float]:
+              batch_size: int, dtype: str = "float32") -> dict[str, float]:
     """Load and scoring seconds of one engine run, how many videos it decoded, and its process's peaks.
 
     Runs in a fresh process, so the peaks are this run's alone (a warm-up run first keeps first-call costs,
@@ -75,11 +75,11 @@ def timed_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], devic
     """
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
-        return pool.apply(engine_run, (videos, out, options, device, batch_size))
+        return pool.apply(engine_run, (videos, out, options, device, batch_size, dtype))
 
 
 def engine_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], device: str, batch_size: int,
-               warmup: bool = True) -> dict[str, Any]:
+               dtype: str = "float32", warmup: bool = True) -> dict[str, Any]:
     """One scoring run in this process (after a one-video warm-up run unless ``warmup`` is False): its
     load and scoring seconds, decodes and peaks."""
     from vbench_pref import video as video_io
@@ -90,11 +90,11 @@ def engine_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], devi
         one = make_videos(warm / "videos", 1, *_shape(videos))
         run_scoring(ScoreOptions(videos=one, prompts=one / "prompts.txt", out=warm / "run",
                                  evaluators=list(options), evaluator_options=options, device=device,
-                                 batch_size=batch_size))
+                                 dtype=dtype, batch_size=batch_size))
     reset_device_peak()
     decodes_before = sum(video_io.DECODES.values())
     opts = ScoreOptions(videos=videos, prompts=videos / "prompts.txt", out=out, evaluators=list(options),
-                        evaluator_options=options, device=device, batch_size=batch_size,
+                        evaluator_options=options, device=device, dtype=dtype, batch_size=batch_size,
                         workers=4 if device == "cuda" else 2)
     started: list[float] = []
     start = time.perf_counter()
@@ -115,18 +115,18 @@ def _shape(videos: Path) -> tuple[int, int, int]:
 
 
 def measure(n: int, frames: int, height: int, width: int, size: str, device: str, precision: str,
-            batch_size: int, work: Path, rewards: Sequence[str] = REWARDS) -> dict[str, Any]:
+            batch_size: int, work: Path, rewards: Sequence[str] = REWARDS, dtype: str = "float32") -> dict[str, Any]:
     videos = make_videos(work / "videos", n, frames, height, width)
     options = {name: opts for name, opts in reward_options(size, precision).items() if name in rewards}
     figures: dict[str, Any] = {"videos": n, "frames": frames, "height": height, "width": width, "size": size,
-                               "device": device, "precision": precision, "random_weights": True}
+                               "device": device, "precision": precision, "dtype": dtype, "random_weights": True}
     separate = 0.0
     for name in options:
-        run = timed_run(videos, work / name, {name: options[name]}, device, batch_size)
+        run = timed_run(videos, work / name, {name: options[name]}, device, batch_size, dtype)
         separate += run["score_s"]
         figures[name] = {**run, "videos_per_s": n / run["score_s"], "options": options[name]}
     if len(options) > 1:
-        together = timed_run(videos, work / "together", options, device, batch_size)
+        together = timed_run(videos, work / "together", options, device, batch_size, dtype)
         figures["together"] = {**together, "videos_per_s": n / together["score_s"],
                                "wall_ratio_two_runs_over_one": separate / together["score_s"],
                                "decodes_two_runs": float(2 * n), "decodes_one_run": together["decodes"]}
@@ -136,7 +136,8 @@ def measure(n: int, frames: int, height: int, width: int, size: str, device: str
 def report(figures: dict[str, Any]) -> str:
     gib = lambda v: "n/a" if v is None else f"{v:.2f} GiB"  # noqa: E731
     lines = [f"{figures['videos']} videos x {figures['frames']} frames at {figures['height']}x{figures['width']}, "
-             f"{figures['size']} models with random weights, {figures['device']}, precision {figures['precision']}"]
+             f"{figures['size']} models with random weights, {figures['device']}, --dtype {figures['dtype']}, "
+             f"precision {figures['precision']}"]
     for name in REWARDS:
         if name in figures:
             f = figures[name]
@@ -154,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="run", help="the rewards' precision option (run: bf16 on CUDA)")
+    parser.add_argument("--precision", default="run", help="the rewards' precision option (run: the run's --dtype)")
+    parser.add_argument("--dtype", help="the run's --dtype (default: bfloat16 on CUDA, else float32)")
     parser.add_argument("--videos", type=int, default=8)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--height", type=int, default=64)
@@ -163,8 +165,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rewards", nargs="+", choices=REWARDS, default=list(REWARDS))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="vlm-rewards-") as tmp:
+        dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
         figures = measure(args.videos, args.frames, args.height, args.width, args.size, args.device,
-                          args.precision, args.batch_size, Path(tmp), args.rewards)
+                          args.precision, args.batch_size, Path(tmp), args.rewards, dtype)
     print(report(figures))
 
 
