@@ -33,6 +33,15 @@ def video(t: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------- the rules
 def expected_indices(spec: V.ViewSpec, n: int, offsets) -> list[int]:
+    if spec.sampler == "centred":  # fixed clips, each centred in its share of the video
+        span = spec.clip_len * spec.frame_interval
+        share = (n - span + 1) / spec.num_clips
+        out = []
+        for k in range(spec.num_clips):
+            start = int(k * share + share / 2) if n >= span else 0
+            assert offsets[0][k] == start
+            out += [(start + f * spec.frame_interval) % n for f in range(spec.clip_len)]
+        return out
     if spec.t_frag is None:
         seg_frames, segments, passes = spec.clip_len, spec.num_clips, 1
     else:
@@ -101,6 +110,8 @@ def expected_view(spec: V.ViewSpec, frames: torch.Tensor, draw: V.ViewDraw) -> t
         ("dover", 50, 120, 160),  # shorter than 32 x 2 frames and smaller than 224: wraps and enlarges
         ("fast_vqa", 97, 225, 301),  # odd sizes
         ("faster_vqa", 70, 300, 232),  # portrait, 8 x 4-frame segments, offsets shared by 8 frames
+        ("fast_vqa_script", 140, 226, 240),  # vqa.py's fixed clips
+        ("faster_vqa_script", 20, 224, 230),  # ... on a video shorter than one clip
     ],
 )
 def test_views_follow_the_reference_rules(preset: str, t: int, h: int, w: int) -> None:

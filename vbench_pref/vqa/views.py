@@ -24,6 +24,11 @@ preset        view (branch key)       shape                                     
 ``faster_vqa`` ``fragments``          1 x 3 x 32 x 224 x 224 (FasterVQA)            8 segments x 4 f, step 2
 ============  ======================  ============================================  ====================
 
+``fast_vqa_script`` / ``faster_vqa_script``: the same fragments (4 clips / 1 clip) with the temporal
+sampling of FAST-VQA's one-video script ``vqa.py`` instead of its test-set loader: ``centred`` clips of 32
+consecutive frames. The presets without ``_script`` follow the test-set loader (``FusionDataset``, the
+sampling of the published benchmark results, and the one DOVER uses for its technical branch).
+
 DOVER-Mobile takes the same views as DOVER. The network scores every clip of a view (the clips are a batch)
 and the reference averages the head's output over clips and positions.
 
@@ -37,6 +42,10 @@ whole is repeated ``passes`` times with fresh offsets, and every index is taken 
 video wraps around to its first frames. A view without ``t_frag`` uses ``segments = num_clips`` segments of
 ``clip_len`` frames (one pass); a view with ``t_frag`` uses ``t_frag`` segments of ``clip_len // t_frag``
 frames, ``num_clips`` passes.
+
+The ``centred`` sampler (``SampleFrames`` at test time) has no randomness: ``num_clips`` clips of
+``clip_len`` frames ``interval`` apart, clip ``k`` starting at ``int(k * avg + avg / 2)`` with ``avg = (n -
+clip_len * interval + 1) / num_clips`` (all at 0 when ``n < clip_len * interval``), indices modulo ``n``.
 
 Fragments. A video whose short side (relative to the 224 x 224 target) is too small is first enlarged by
 ``1 / ratio``, ``ratio = min(H / 224, W / 224)``: ``interpolate`` on ``frame / 255.0`` (float32, bilinear,
@@ -84,6 +93,7 @@ class ViewSpec:
 
     name: str  # the branch key the network reads it under
     kind: Literal["fragments", "resize"]
+    sampler: Literal["segments", "centred"] = "segments"
     clip_len: int = 32
     frame_interval: int = 2
     num_clips: int = 1
@@ -102,6 +112,8 @@ class ViewSpec:
     def __post_init__(self) -> None:
         if self.kind not in ("fragments", "resize"):
             raise ValueError(f"view {self.name}: kind is 'fragments' or 'resize', not {self.kind!r}")
+        if self.sampler not in ("segments", "centred") or (self.sampler == "centred" and self.t_frag is not None):
+            raise ValueError(f"view {self.name}: sampler is 'segments' or 'centred' (without t_frag), not {self.sampler!r}")
         if self.t_frag is not None and self.clip_len % self.t_frag:
             raise ValueError(f"view {self.name}: clip_len {self.clip_len} is not a multiple of t_frag {self.t_frag}")
         if self.kind == "fragments" and self.frame_count % self.aligned:
@@ -143,6 +155,10 @@ DOVER_TECHNICAL = ViewSpec("technical", "fragments", clip_len=32, frame_interval
 DOVER_AESTHETIC = ViewSpec("aesthetic", "resize", clip_len=32, frame_interval=2, num_clips=1, t_frag=32)
 FAST_VQA_B = ViewSpec("fragments", "fragments", clip_len=32, frame_interval=2, num_clips=4, aligned=32)
 FASTER_VQA = ViewSpec("fragments", "fragments", clip_len=32, frame_interval=2, num_clips=1, t_frag=8, aligned=8)
+# FAST-VQA's one-video script (vqa.py) samples differently from its test set loader: fixed clips of 32
+# consecutive frames (its ``SampleFrames``, whose frame_interval it leaves at 1), whatever the variant
+FAST_VQA_B_SCRIPT = ViewSpec("fragments", "fragments", "centred", clip_len=32, frame_interval=1, num_clips=4, aligned=32)
+FASTER_VQA_SCRIPT = ViewSpec("fragments", "fragments", "centred", clip_len=32, frame_interval=1, num_clips=1, aligned=8)
 
 # the views each model takes, in the order their random numbers are drawn
 PRESETS: dict[str, tuple[ViewSpec, ...]] = {
@@ -150,6 +166,8 @@ PRESETS: dict[str, tuple[ViewSpec, ...]] = {
     "dover_mobile": (DOVER_TECHNICAL, DOVER_AESTHETIC),
     "fast_vqa": (FAST_VQA_B,),
     "faster_vqa": (FASTER_VQA,),
+    "fast_vqa_script": (FAST_VQA_B_SCRIPT,),
+    "faster_vqa_script": (FASTER_VQA_SCRIPT,),
 }
 
 
@@ -157,7 +175,8 @@ PRESETS: dict[str, tuple[ViewSpec, ...]] = {
 class ViewDraw:
     """The random numbers one view was built with, and the frames they select.
 
-    ``temporal_offsets``: ``passes x segments``; ``offsets_h`` / ``offsets_w`` (fragments only):
+    ``temporal_offsets``: ``passes x segments`` (for the ``centred`` sampler, ``1 x num_clips`` clip starts,
+    not random); ``offsets_h`` / ``offsets_w`` (fragments only):
     ``fragments_h x fragments_w x groups``, offsets inside each grid cell.
     """
 
@@ -225,13 +244,31 @@ def frame_indices(spec: ViewSpec, num_frames: int, temporal_offsets: np.ndarray)
     return np.mod(indices.reshape(-1), num_frames)
 
 
+def centred_clip_indices(spec: ViewSpec, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clip starts and frame indices of the ``centred`` sampler (no randomness): ``num_clips`` clips, each
+    in the middle of its share of the video (``int(k * avg + avg / 2)``, ``avg = (n - span + 1) / clips``),
+    all at 0 when the video is shorter than one clip's span; indices modulo ``num_frames``."""
+    span = spec.clip_len * spec.frame_interval
+    avg = (num_frames - span + 1) / float(spec.num_clips)
+    if num_frames > span - 1:
+        starts = (np.arange(spec.num_clips) * avg + avg / 2.0).astype(np.int32).astype(np.int64)
+    else:
+        starts = np.zeros(spec.num_clips, dtype=np.int64)
+    indices = starts[:, None] + np.arange(spec.clip_len, dtype=np.int64)[None, :] * spec.frame_interval
+    return starts, np.mod(indices.reshape(-1), num_frames)
+
+
 def draw_view(spec: ViewSpec, num_frames: int, height: int, width: int, generator: torch.Generator) -> ViewDraw:
     """Draw one view's random numbers for a ``num_frames`` x ``height`` x ``width`` video."""
     if num_frames < 1:
         raise ScoreError(f"view {spec.name}: the video has no frames")
-    high = num_frames // spec.segments - spec.segment_frames * spec.frame_interval
-    temporal = torch.stack([_randint(high, (spec.segments,), generator) for _ in range(spec.passes)]).numpy()
-    indices = frame_indices(spec, num_frames, temporal)
+    if spec.sampler == "centred":
+        starts, indices = centred_clip_indices(spec, num_frames)
+        temporal = starts[None, :]  # recorded as the clip starts: nothing temporal is random here
+    else:
+        high = num_frames // spec.segments - spec.segment_frames * spec.frame_interval
+        temporal = torch.stack([_randint(high, (spec.segments,), generator) for _ in range(spec.passes)]).numpy()
+        indices = frame_indices(spec, num_frames, temporal)
     if spec.kind == "resize":
         return ViewDraw(spec.name, num_frames, _as_tuples(temporal), tuple(int(i) for i in indices))
     _check_fragment_size(spec, height, width)
