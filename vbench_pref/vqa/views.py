@@ -8,8 +8,8 @@ numbers drawn are returned as a :class:`ViewDraw` so run.json can record them an
 tensors.
 
 Input: ``frames``, every decoded frame of the video in presentation order (what the engine's decode gives
-for ``FrameSpec()``): a uint8 ``T x H x W x 3`` RGB tensor or array, or a sequence of ``H x W x 3`` uint8
-arrays (only the sampled frames are read).
+for ``FrameSpec()``): a uint8 ``T x H x W x 3`` RGB tensor (views are built on its device) or array, or a
+sequence of ``H x W x 3`` uint8 arrays (only the sampled frames are read).
 
 Output contract (what the networks take): per view a float32 tensor ``clips x 3 x T x H x W``, contiguous,
 RGB channels normalised as ``(pixel - mean) / std`` on the 0..255 scale with ImageNet's
@@ -306,7 +306,7 @@ def _frame_count_and_size(frames: Frames) -> tuple[int, int, int]:
 def _gather(frames: Frames, indices: np.ndarray) -> torch.Tensor:
     """``len(indices) x H x W x 3`` uint8, reading only the frames named."""
     if isinstance(frames, torch.Tensor):
-        picked = frames[torch.as_tensor(indices, dtype=torch.long, device=frames.device)].cpu()
+        picked = frames[torch.as_tensor(indices, dtype=torch.long, device=frames.device)]
     elif isinstance(frames, np.ndarray):
         picked = torch.from_numpy(np.ascontiguousarray(frames[indices]))
     else:
@@ -333,13 +333,15 @@ def _splice(spec: ViewSpec, frames: torch.Tensor, draw: ViewDraw, height: int, w
     """``L x out_h x out_w x 3`` uint8: each group's 7x7 patches, spliced in grid order."""
     gh, gw, fh, fw = spec.fragments_h, spec.fragments_w, spec.fsize_h, spec.fsize_w
     # cell origins come from the size before any enlarging (the reference's rule)
-    origin_h = torch.tensor([min(height // gh * i, height - fh) for i in range(gh)])
-    origin_w = torch.tensor([min(width // gw * j, width - fw) for j in range(gw)])
-    rnd_h, rnd_w = torch.tensor(draw.offsets_h), torch.tensor(draw.offsets_w)  # gh x gw x groups
+    device = frames.device
+    origin_h = torch.tensor([min(height // gh * i, height - fh) for i in range(gh)], device=device)
+    origin_w = torch.tensor([min(width // gw * j, width - fw) for j in range(gw)], device=device)
+    rnd_h = torch.tensor(draw.offsets_h, device=device)  # gh x gw x groups
+    rnd_w = torch.tensor(draw.offsets_w, device=device)
     out = []
     for g in range(spec.frame_count // spec.aligned):
-        rows = (origin_h[:, None] + rnd_h[:, :, g])[:, :, None] + torch.arange(fh)  # gh x gw x fh
-        cols = (origin_w[None, :] + rnd_w[:, :, g])[:, :, None] + torch.arange(fw)  # gh x gw x fw
+        rows = (origin_h[:, None] + rnd_h[:, :, g])[:, :, None] + torch.arange(fh, device=device)  # gh x gw x fh
+        cols = (origin_w[None, :] + rnd_w[:, :, g])[:, :, None] + torch.arange(fw, device=device)  # gh x gw x fw
         block = frames[g * spec.aligned : (g + 1) * spec.aligned]
         patches = block[:, rows[:, :, :, None], cols[:, :, None, :]]  # a x gh x gw x fh x fw x 3
         out.append(patches.permute(0, 1, 3, 2, 4, 5).reshape(spec.aligned, gh * fh, gw * fw, 3))
@@ -364,7 +366,11 @@ def normalise(pixels: torch.Tensor, clips: int) -> torch.Tensor:
 
 
 def build_view(frames: Frames, spec: ViewSpec, draw: ViewDraw) -> torch.Tensor:
-    """The view ``spec`` of ``frames`` for the given draw: ``clips x 3 x T x H x W`` float32 (see module doc)."""
+    """The view ``spec`` of ``frames`` for the given draw: ``clips x 3 x T x H x W`` float32 (see module doc).
+
+    Built on the device of a ``frames`` tensor (arrays and frame lists: the CPU). The reference's numbers
+    are matched exactly on the CPU; on a GPU the enlarging and resizing interpolation may round differently.
+    """
     num_frames, height, width = _frame_count_and_size(frames)
     if draw.num_frames != num_frames:
         raise VbenchPrefError(f"view {spec.name}: drawn for {draw.num_frames} frames, the video has {num_frames}")
@@ -372,13 +378,14 @@ def build_view(frames: Frames, spec: ViewSpec, draw: ViewDraw) -> torch.Tensor:
     # each distinct frame is read and enlarged or resized once, however often the sampler repeats it
     unique, inverse = np.unique(indices, return_inverse=True)
     picked = _gather(frames, unique)
+    expand = torch.from_numpy(inverse.reshape(-1)).to(picked.device)
     if spec.kind == "resize":
-        return normalise(_resize(spec, picked)[torch.from_numpy(inverse)], spec.num_clips)
+        return normalise(_resize(spec, picked)[expand], spec.num_clips)
     _check_fragment_size(spec, height, width)
     scale = _upsample_factor(spec, height, width)
     if scale is not None:
         picked = _enlarge(picked, scale)
-    spliced = _splice(spec, picked[torch.from_numpy(inverse)], draw, height, width)
+    spliced = _splice(spec, picked[expand], draw, height, width)
     return normalise(spliced, spec.num_clips)
 
 
