@@ -15,14 +15,14 @@ Output contract (what the networks take): per view a float32 tensor ``clips x 3 
 RGB channels normalised as ``(pixel - mean) / std`` on the 0..255 scale with ImageNet's
 ``mean = (123.675, 116.28, 103.53)``, ``std = (58.395, 57.12, 57.375)``:
 
-============  ======================  ============================================  ====================
-preset        view (branch key)       shape                                         sampler
-============  ======================  ============================================  ====================
-``dover``     ``technical``           3 x 3 x 32 x 224 x 224 (3 clips of 32)        3 segments x 32 f, step 2
-``dover``     ``aesthetic``           1 x 3 x 32 x 224 x 224                        32 segments x 1 f
-``fast_vqa``  ``fragments``           4 x 3 x 32 x 224 x 224 (FAST-VQA-B, 4 clips)  4 segments x 32 f, step 2
-``faster_vqa`` ``fragments``          1 x 3 x 32 x 224 x 224 (FasterVQA)            8 segments x 4 f, step 2
-============  ======================  ============================================  ====================
+==============  ==============  ===========================================  ===========================
+preset          view (key)      shape                                        temporal sampling
+==============  ==============  ===========================================  ===========================
+``dover``       ``technical``   3 x 3 x 32 x 224 x 224 (3 clips of 32)       3 segments x 32 f, step 2
+``dover``       ``aesthetic``   1 x 3 x 32 x 224 x 224                       32 segments x 1 f
+``fast_vqa``    ``fragments``   4 x 3 x 32 x 224 x 224 (FAST-VQA-B)          4 segments x 32 f, step 2
+``faster_vqa``  ``fragments``   1 x 3 x 32 x 224 x 224 (FasterVQA)           8 segments x 4 f, step 2
+==============  ==============  ===========================================  ===========================
 
 ``fast_vqa_script`` / ``faster_vqa_script``: the same fragments (4 clips / 1 clip) with the temporal
 sampling of FAST-VQA's one-video script ``vqa.py`` instead of its test-set loader: ``centred`` clips of 32
@@ -47,8 +47,7 @@ The ``centred`` sampler (``SampleFrames`` at test time) has no randomness: ``num
 ``clip_len`` frames ``interval`` apart, clip ``k`` starting at ``int(k * avg + avg / 2)`` with ``avg = (n -
 clip_len * interval + 1) / num_clips`` (all at 0 when ``n < clip_len * interval``), indices modulo ``n``.
 
-Fragments. A video whose short side (relative to the 224 x 224 target) is too small is first enlarged by
-``1 / ratio``, ``ratio = min(H / 224, W / 224)``: ``interpolate`` on ``frame / 255.0`` (float32, bilinear,
+Fragments. A video with ``ratio = min(H / 224, W / 224) < 1`` is first enlarged by ``1 / ratio``: ``interpolate`` on ``frame / 255.0`` (float32, bilinear,
 ``align_corners=False``, ``scale_factor`` given), times 255.0, then truncated back to uint8. The grid is
 then laid on the *original* ``H x W`` (as the reference does: the cells' origins ``min(H // 7 * i, H - 32)``
 and their random range ``H // 7 - 32`` come from the size before enlarging, so on an enlarged video the
@@ -64,8 +63,8 @@ torchvision 0.17+ defaults to True.
 
 Random numbers are drawn in this order per view: the temporal offsets (one ``randint`` of ``segments``
 values per pass), then the fragments' row offsets (``grid_h x grid_w x groups``), then their column
-offsets, each draw skipped when its range is empty. The reference draws the same quantities from
-numpy's and torch's global generators, in the same shapes.
+offsets, each draw skipped when its range is empty. The reference draws the same quantities, in the same
+shapes and ranges, from numpy's (temporal) and torch's (fragments) global generators.
 """
 
 from __future__ import annotations
