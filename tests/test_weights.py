@@ -404,8 +404,8 @@ def test_downloaded_file_is_memoised(source_file, monkeypatch) -> None:
 
 
 # --------------------------------------------------------------------------------------------- manifest + CLI
-def weights_evaluator(source: Path) -> type[Evaluator]:
-    spec = url_spec(source, name="tiny_cli_weights", filename="tiny.pt", size_bytes=len(CONTENT))
+def weights_evaluator(source: Path, **changes) -> type[Evaluator]:
+    spec = url_spec(source, **{"name": "tiny_cli_weights", "filename": "tiny.pt", "size_bytes": len(CONTENT), **changes})
 
     class UsesWeights(Evaluator):
         name = "uses_weights_test"
@@ -482,3 +482,97 @@ def test_cli_pull_failure_exits_2(register, tmp_path) -> None:
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot download" in lines[0]
+
+
+# --------------------------------------------------------------------------------------------- licences
+NC = "Some Lab Licence 1.0 (non-commercial), https://example.org/LICENSE"
+
+
+def test_non_commercial_download_needs_acceptance_once(source_file) -> None:
+    spec = url_spec(source_file, licence="Some Lab Licence 1.0 (non-commercial)", accept_licence=NC)
+    assert spec.describe()["accept_licence"] == NC
+    with pytest.raises(weights.LicenceNotAccepted) as exc:
+        weights.pull(spec)
+    assert "--accept-licence" in one_line(exc) and NC in str(exc.value)
+    assert weights.locate(spec) is None and not weights.licences_path().exists()
+
+    resolved = weights.pull(spec, accept_licence=True)
+    assert resolved.path.read_bytes() == CONTENT
+    accepted = json.loads(weights.licences_path().read_text())["accepted"]
+    assert list(accepted) == [spec.name] and list(accepted[spec.name]) == [NC]
+    assert weights.licence_accepted(spec)
+    # remembered: a later download (forced here) needs no flag
+    assert weights.pull(spec, force=True).sha256 == sha(CONTENT)
+    # a changed licence is a new question
+    changed = url_spec(source_file, accept_licence=NC + " v2")
+    assert not weights.licence_accepted(changed)
+    with pytest.raises(weights.LicenceNotAccepted):
+        weights.pull(changed, force=True)
+
+
+def test_present_files_need_no_acceptance(source_file, monkeypatch) -> None:
+    spec = url_spec(source_file, accept_licence=NC, env_var="TINY_NC_WEIGHTS")
+    assert weights.resolve(spec, local=source_file).path == source_file
+    monkeypatch.setenv("TINY_NC_WEIGHTS", str(source_file))
+    assert weights.pull(spec).path == source_file  # found, not downloaded: nothing to accept
+    assert not weights.licences_path().exists()
+
+
+def test_mirrors_are_tried_in_order_for_pinned_files(tmp_path, source_file) -> None:
+    missing = (tmp_path / "gone" / "model.pt").as_uri()
+    wrong = tmp_path / "wrong.pt"
+    wrong.write_bytes(b"another file")
+    spec = url_spec(tmp_path / "gone" / "model.pt", mirrors=(wrong.as_uri(), source_file.as_uri()))
+    assert spec.describe()["mirrors"] == [wrong.as_uri(), source_file.as_uri()]
+    assert weights.pull(spec).path.read_bytes() == CONTENT
+    # without a pinned hash a mirror could hand over anything: only the source is used
+    unpinned = url_spec(tmp_path / "gone" / "model.pt", name="unpinned", sha256=None, mirrors=(source_file.as_uri(),))
+    with pytest.raises(VbenchPrefError) as exc:
+        weights.pull(unpinned)
+    assert missing in one_line(exc) and "failed too" not in str(exc.value)
+    every_mirror_fails = url_spec(tmp_path / "gone" / "model.pt", name="nowhere", mirrors=(wrong.as_uri(),))
+    with pytest.raises(VbenchPrefError) as exc:
+        weights.pull(every_mirror_fails)
+    assert missing in one_line(exc) and "1 mirror(s) failed too" in str(exc.value)
+
+
+def test_cli_pull_asks_for_the_licence_once(register, source_file, monkeypatch) -> None:
+    from vbench_pref.cli import _app, app
+
+    monkeypatch.setattr(_app.out, "width", 250)  # one table row per line, nothing folded
+
+    register(weights_evaluator(source_file, licence="Some Lab Licence 1.0 (non-commercial)", accept_licence=NC))
+    runner = CliRunner()
+    table = runner.invoke(app, ["weights", "list"])
+    assert table.exit_code == 0 and "non-commercial" in table.stdout and "--accept-licence" in table.stdout
+    row = {r["name"]: r for r in json.loads(runner.invoke(app, ["weights", "list", "--json"]).stdout)}["tiny_cli_weights"]
+    assert row["accept_licence"] == NC and row["licence_accepted"] is False
+
+    refused = runner.invoke(app, ["weights", "pull", "tiny_cli_weights"])
+    assert refused.exit_code == 2
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--accept-licence" in lines[0], refused.stderr
+    assert not (weights.cache_dir() / "weights" / "tiny_cli_weights" / "tiny.pt").exists()
+
+    accepted = runner.invoke(app, ["weights", "pull", "tiny_cli_weights", "--accept-licence"])
+    assert accepted.exit_code == 0, accepted.output
+    again = runner.invoke(app, ["weights", "pull", "uses_weights_test", "--force"])
+    assert again.exit_code == 0, again.output
+    row = {r["name"]: r for r in json.loads(runner.invoke(app, ["weights", "list", "--json"]).stdout)}["tiny_cli_weights"]
+    assert row["licence_accepted"] is True and row["status"] == "present"
+    assert "accepted" in runner.invoke(app, ["weights", "list"]).stdout
+
+
+def test_vqa_manifest_entries() -> None:
+    from vbench_pref.vqa import weights as vqa_weights
+
+    entries = {spec.filename: spec for spec in vqa_weights.ALL_WEIGHTS}
+    assert set(entries) == {"DOVER.pth", "DOVER-Mobile.pth", "DOVER_plus_plus.pth", "FAST_VQA_B_1_4.pth", "FAST_VQA_3D_1_1.pth"}
+    assert len({spec.name for spec in entries.values()}) == len(entries)
+    for name in ("DOVER.pth", "DOVER-Mobile.pth", "DOVER_plus_plus.pth"):
+        assert "non-commercial" in entries[name].licence and entries[name].accept_licence
+    for name in ("FAST_VQA_B_1_4.pth", "FAST_VQA_3D_1_1.pth"):
+        assert entries[name].licence.startswith("MIT") and entries[name].accept_licence is None
+    dover = entries["DOVER.pth"]
+    assert len(dover.sha256) == 64 and dover.mirrors and dover.pinning == "sha256 pinned"
+    assert entries["DOVER_plus_plus.pth"].pinning == "hub sha256"

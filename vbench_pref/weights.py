@@ -15,6 +15,12 @@ Where files are looked for, in order:
    (``$VBENCH_PREF_CACHE``, ``$XDG_CACHE_HOME/vbench_pref`` or ``~/.cache/vbench_pref``), and torch.hub's
    ``checkpoints`` folder, where torchvision puts the files it downloads itself.
 
+Licences that must be accepted: an entry whose ``accept_licence`` is set (a non-commercial licence, say)
+is downloaded only once the user has accepted that licence (``vbench-pref weights pull NAME
+--accept-licence``); the acceptance is remembered in ``cache_dir()/licences.json`` by entry name and
+licence, so later pulls need no flag. Finding a file already on disk (a path the user gave, a cache) never
+asks: acceptance governs downloading only.
+
 How a file is checked: against the manifest's sha256 (a full digest or a published prefix) when there
 is one; else, for a Hugging Face LFS file, against the sha256 the cache names its blob after; else
 against the manifest's md5; else it is used "unverified". Digests are memoised in
@@ -60,6 +66,10 @@ class WeightSpec:
     ``companions``: for a model kept as a folder (sharded safetensors, configs, tokenizer), glob patterns of
     the files that travel with ``filename`` (its anchor, e.g. the shard index): ``pull`` fetches them all
     from the hub repo in one snapshot. Only ``hf://`` sources have companions.
+    ``accept_licence``: for a file whose licence restricts its use (e.g. non-commercial), the licence's short
+    name and URL, which the user must accept before :func:`pull` downloads the file; None for none.
+    ``mirrors``: for a URL source, other URLs of the same file, tried in order when ``source`` fails; used
+    only when the entry pins a hash, so that a mirror can never substitute a different file.
     """
 
     name: str
@@ -73,6 +83,8 @@ class WeightSpec:
     md5: str | None = None
     description: str = ""
     companions: tuple[str, ...] = ()
+    accept_licence: str | None = None
+    mirrors: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -87,6 +99,8 @@ class WeightSpec:
             "env_var": self.env_var,
             "description": self.description,
             "companions": list(self.companions),
+            "accept_licence": self.accept_licence,
+            "mirrors": list(self.mirrors),
         }
 
     @property
@@ -110,6 +124,10 @@ class WeightSpec:
         if self.md5:
             return "md5"
         return "none"
+
+
+class LicenceNotAccepted(VbenchPrefError):
+    """A download of a file whose licence the user has not accepted yet."""
 
 
 @dataclass(frozen=True)
@@ -300,13 +318,18 @@ def _memo_path() -> Path:
     return cache_dir() / "verified.json"
 
 
-def _read_memo() -> dict[str, dict[str, Any]]:
+def _read_versioned(path: Path, version: int, key: str) -> dict[str, dict[str, Any]]:
+    """The ``key`` table of a small JSON state file; empty when missing, corrupt or of another version."""
     try:
-        data = json.loads(_memo_path().read_text(encoding="utf-8"))
-        files = data["files"] if data.get("version") == _MEMO_VERSION else {}
-        return {k: v for k, v in files.items() if isinstance(v, dict)}
-    except Exception:  # noqa: BLE001 - a missing or corrupt memo only costs a rehash
+        data = json.loads(path.read_text(encoding="utf-8"))
+        table = data[key] if data.get("version") == version else {}
+        return {k: v for k, v in table.items() if isinstance(v, dict)}
+    except Exception:  # noqa: BLE001 - a missing or corrupt file only costs a rehash or a question
         return {}
+
+
+def _read_memo() -> dict[str, dict[str, Any]]:
+    return _read_versioned(_memo_path(), _MEMO_VERSION, "files")
 
 
 def _write_memo(key: str, entry: dict[str, Any]) -> None:
@@ -455,11 +478,13 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
-def pull(spec: WeightSpec, force: bool = False) -> ResolvedWeight:
+def pull(spec: WeightSpec, force: bool = False, accept_licence: bool = False) -> ResolvedWeight:
     """Make the file available on disk and verified; downloads only what is missing (or all with ``force``).
 
     A file already present in a download cache that no longer verifies is downloaded again; a file the
-    user supplied (``spec.env_var``) that does not verify is refused.
+    user supplied (``spec.env_var``) that does not verify is refused. A download of a file with
+    ``spec.accept_licence`` is refused (LicenceNotAccepted) until its licence is accepted: by
+    ``accept_licence=True`` now (remembered) or by an earlier pull.
     """
     redownload = force
     # a folder's anchor file says nothing about its companions: the hub snapshot fetches what is missing
@@ -474,6 +499,7 @@ def pull(spec: WeightSpec, force: bool = False) -> ResolvedWeight:
                 if not _is_managed(path):
                     raise
                 redownload = True
+    require_licence(spec, accept_licence)
     # a download that cannot be stored is refused before it starts
     check_output_folder(hf_cache_dir() if spec.is_hf else url_cache_path(spec).parent, "weights cache")
     if spec.is_hf:
@@ -483,6 +509,56 @@ def pull(spec: WeightSpec, force: bool = False) -> ResolvedWeight:
         return _pull_url(spec)
     raise VbenchPrefError(
         f"{spec.name}: cannot download from {spec.source!r}: sources are hf://owner/repo or https://, http://, file:// URLs"
+    )
+
+
+# --------------------------------------------------------------------------------------------- licences
+_LICENCES_VERSION = 1
+
+
+def licences_path() -> Path:
+    """Where accepted licences are remembered."""
+    return cache_dir() / "licences.json"
+
+
+def _read_acceptances() -> dict[str, dict[str, Any]]:
+    return _read_versioned(licences_path(), _LICENCES_VERSION, "accepted")
+
+
+def licence_accepted(spec: WeightSpec) -> bool:
+    """True when the entry needs no acceptance or its current licence text was accepted before."""
+    if not spec.accept_licence:
+        return True
+    return spec.accept_licence in _read_acceptances().get(spec.name, {})
+
+
+def record_acceptance(spec: WeightSpec) -> None:
+    """Remember that the user accepted ``spec``'s licence (written atomically; a changed licence asks again)."""
+    if not spec.accept_licence:
+        return
+    import datetime
+
+    entries = _read_acceptances()
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    entries.setdefault(spec.name, {})[spec.accept_licence] = stamp
+    try:
+        atomic_write_text(
+            licences_path(), json.dumps({"version": _LICENCES_VERSION, "accepted": entries}, indent=1, sort_keys=True)
+        )
+    except OSError as exc:
+        raise VbenchPrefError(f"cannot record the licence acceptance in {licences_path()}: {_first_line(exc)}") from None
+
+
+def require_licence(spec: WeightSpec, accept: bool = False) -> None:
+    """Refuse (one line) a download of a file whose licence is not accepted; ``accept`` accepts and remembers it."""
+    if licence_accepted(spec):
+        return
+    if accept:
+        record_acceptance(spec)
+        return
+    raise LicenceNotAccepted(
+        f"{spec.name}: {spec.filename} is licensed under {spec.accept_licence}; to download it, accept the licence: "
+        f"`vbench-pref weights pull {shlex.quote(spec.name)} --accept-licence` (asked once), or place the file yourself"
     )
 
 
@@ -542,7 +618,24 @@ def _progress(total: int | None, label: str) -> Any:
 
 
 def _pull_url(spec: WeightSpec) -> ResolvedWeight:
-    scheme = _scheme(spec.source)
+    """The file from ``spec.source``, else from each mirror in turn (mirrors only for a pinned hash)."""
+    urls = [spec.source, *(spec.mirrors if spec.sha256 or spec.md5 else ())]
+    first: VbenchPrefError | None = None
+    for url in urls:
+        try:
+            return _pull_one_url(spec, url)
+        except WeightsMissingError:
+            raise
+        except VbenchPrefError as exc:
+            first = first or exc
+    assert first is not None
+    if len(urls) > 1:
+        raise VbenchPrefError(f"{first} (its {len(urls) - 1} mirror(s) failed too)") from None
+    raise first
+
+
+def _pull_one_url(spec: WeightSpec, url: str) -> ResolvedWeight:
+    scheme = _scheme(url)
     variable = offline_variable()
     if variable and scheme != "file":
         raise WeightsMissingError(missing_message(spec, offline_var=variable))
@@ -552,7 +645,7 @@ def _pull_url(spec: WeightSpec) -> ResolvedWeight:
     received = 0
     try:
         with atomic_path(target) as tmp:
-            with urllib.request.urlopen(spec.source, timeout=60) as response, open(tmp, "wb") as handle:
+            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as handle:
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else spec.size_bytes
                 bar = _progress(total, spec.name)
@@ -571,13 +664,13 @@ def _pull_url(spec: WeightSpec) -> ResolvedWeight:
                         bar[0].stop()
             if length and length.isdigit() and received != int(length):
                 raise VbenchPrefError(
-                    f"{spec.name}: download of {spec.source} stopped after {received} of {length} bytes"
+                    f"{spec.name}: download of {url} stopped after {received} of {length} bytes"
                 )
             hexes = {name: digest.hexdigest() for name, digest in digests.items()}
             try:
                 verified_by = check(spec, target, hexes)
             except VbenchPrefError:
-                raise VbenchPrefError(_download_mismatch(spec, hexes)) from None
+                raise VbenchPrefError(_download_mismatch(spec, hexes, url)) from None
     except VbenchPrefError:
         raise
     except KeyboardInterrupt:
@@ -586,18 +679,18 @@ def _pull_url(spec: WeightSpec) -> ResolvedWeight:
         reason = getattr(exc, "reason", None)
         plain = isinstance(exc, urllib.error.HTTPError) or not reason
         detail = _first_line(exc) if plain else f"{type(exc).__name__}: {reason}"
-        raise VbenchPrefError(f"{spec.name}: cannot download {spec.source}: {detail}") from None
+        raise VbenchPrefError(f"{spec.name}: cannot download {url}: {detail}") from None
     _remember(target, hexes)
     return ResolvedWeight(spec, target, hexes["sha256"], verified_by)
 
 
-def _download_mismatch(spec: WeightSpec, hexes: dict[str, str]) -> str:
+def _download_mismatch(spec: WeightSpec, hexes: dict[str, str], url: str) -> str:
     if spec.sha256:
         got, want, kind = hexes["sha256"], spec.sha256.lower(), "sha256"
     else:
         got, want, kind = hexes.get("md5", ""), (spec.md5 or "").lower(), "md5"
     return (
-        f"{spec.name}: the file downloaded from {spec.source} has {kind} {_short(got)}, the manifest expects "
+        f"{spec.name}: the file downloaded from {url} has {kind} {_short(got)}, the manifest expects "
         f"{_short(want)}; it was not kept (the upstream file changed or the download is corrupt)"
     )
 

@@ -73,6 +73,7 @@ def list_command(
                 "evaluators": users,
                 "size": weights.human_size(spec.size_bytes),
                 "pinning": spec.pinning,
+                "licence_accepted": weights.licence_accepted(spec) if spec.accept_licence else None,
                 **_status(spec),
             }
         )
@@ -96,12 +97,20 @@ def list_command(
             escape(", ".join(row["evaluators"])),
             escape(row["filename"]),
             escape(source),
-            escape(row["licence"]),
+            escape(row["licence"]) + _acceptance(row),
             row["size"],
             row["pinning"],
             status,
         )
     out.print(table)
+
+
+def _acceptance(row: dict[str, Any]) -> str:
+    if not row["accept_licence"]:
+        return ""
+    if row["licence_accepted"]:
+        return "\n[green]accepted[/]"
+    return "\n[yellow]pull needs --accept-licence[/]"
 
 
 @weights_app.command("pull")
@@ -110,6 +119,13 @@ def pull_command(
     names: Annotated[list[str] | None, typer.Argument(help="Weight entry names or evaluator names.", metavar="NAME")] = None,
     pull_all: Annotated[bool, typer.Option("--all", help="Pull every entry of every evaluator.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Download again even when the file is present.")] = False,
+    accept_licence: Annotated[
+        bool,
+        typer.Option(
+            "--accept-licence",
+            help="Accept the licence of files that require it (e.g. non-commercial ones); remembered for later pulls.",
+        ),
+    ] = False,
 ) -> None:
     """Download weight files (by entry or evaluator name) into the caches and verify them."""
     if not names and not pull_all:
@@ -122,7 +138,7 @@ def pull_command(
     failed = 0
     for spec in specs:
         try:
-            resolved = weights.pull(spec, force=force)
+            resolved = weights.pull(spec, force=force, accept_licence=accept_licence)
         except VbenchPrefError as exc:
             failed += 1
             console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
