@@ -97,7 +97,7 @@ def fragment_gate(padded: Triple, window: Triple, shift: Triple, device: torch.d
     coords = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)[None]  # 1, D, H, W, 3
     coords = torch.roll(coords, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
     win = window_partition(coords, window)  # windows, n, 3
-    return (win[:, None, :, :] - win[:, :, None, :]).abs().sum(-1)
+    return (win[:, None, :, :] - win[:, :, None, :]).abs().sum(-1).float()  # small integers, exact in float32
 
 
 def shift_mask(padded: Triple, window: Triple, shift: Triple, device: torch.device) -> torch.Tensor:
@@ -163,8 +163,8 @@ class WindowAttention3D(nn.Module):
         bias = self.relative_position_bias_table[index].view(n, n, -1).permute(2, 0, 1)[None]
         if self.gated and gate is not None:
             frag = self.fragment_position_bias_table[index].view(n, n, -1).permute(2, 0, 1)[None]
-            g = gate[:, None].to(bias.dtype)
-            bias = bias * g + frag * (1 - g)
+            # rpb * g + fpb * (1 - g), with one (windows, heads, n, n) tensor instead of three
+            bias = (gate[:, None].to(bias.dtype) * (bias - frag)).add_(frag)
         if shifted is not None:
             bias = bias + shifted[:, None].to(bias.dtype)
         return bias
