@@ -87,6 +87,14 @@ def test_a_tensor_of_another_shape_is_refused(tmp_path) -> None:
         load_network("fast_vqa_b", path, size="tiny")
 
 
+def test_the_trainers_wrapping_with_validation_results_loads(tmp_path) -> None:
+    path = tmp_path / "DOVER_plus_plus.pth"
+    state = write_random_checkpoint("dover_plus_plus", path)
+    torch.save({"state_dict": state, "validation_results": [0.91, 0.88]}, path)
+    model = load_network("dover_plus_plus", path, size="tiny")
+    assert torch.equal(model.state_dict()["technical_head.fc_last.bias"], state["technical_head.fc_last.bias"])
+
+
 def test_a_file_that_is_not_a_state_dict_is_refused(tmp_path) -> None:
     path = tmp_path / "DOVER.pth"
     torch.save({"state_dict": {}, "epoch": 3}, path)
