@@ -28,6 +28,8 @@ from vbench_pref.vqa.swin3d import WindowAttention3D, fit_window, fragment_gate,
 
 DATA = Path(__file__).parent / "data"
 TINY_INPUT = (3, 8, 64, 64)  # channels, frames, height, width of the tiny networks' views
+# FAST-VQA's adaptive window scales with the input against 32 x 224 x 224: half that size gives a sub-window
+TINY_ADAPTIVE_INPUT = (3, 16, 112, 112)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,9 @@ def published() -> dict:
 
 def tiny_views(name: str, videos: int = 1, clips: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {b.name: torch.randn(videos, clips, *TINY_INPUT, generator=g) for b in empty_network(name, "tiny").branches}
+    return {b.name: torch.randn(videos, clips, *(TINY_ADAPTIVE_INPUT if getattr(b.backbone, "adaptive_window", False)
+                                                  else TINY_INPUT), generator=g)
+            for b in empty_network(name, "tiny").branches}
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

@@ -435,7 +435,9 @@ def missing_message(
     """One line: which file is missing, where it comes from, and the ways to provide it."""
     who = evaluator or spec.name
     source = spec.source + (f"@{spec.revision}" if spec.revision else "")
-    pull = f"`vbench-pref weights pull {shlex.quote(spec.name)}`"
+    # a licence not yet accepted makes a bare pull refuse: name the flag that accepts it
+    accept = " --accept-licence" if not licence_accepted(spec) else ""
+    pull = f"`vbench-pref weights pull {shlex.quote(spec.name)}{accept}`"
     where = Path(spec.filename).name
     remedies = []
     if offline_var:

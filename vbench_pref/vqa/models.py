@@ -37,8 +37,9 @@ Layout = Literal["flat", "state_dict"]
 CONVNEXT_TINY = ConvNeXtConfig()
 CONVNEXT_V2_FEMTO = ConvNeXtConfig(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384), version=2, classifier=1000)
 # Small stand-ins for tests and smoke runs: every code path of the full networks at a few thousand weights.
-SWIN_TINY_TEST = SwinConfig(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=(2, 4, 4),
-                            base_input=(8, 64, 64))
+# The Swin keeps the published views' size as its base input, so FAST-VQA's adaptive window takes the views
+# the evaluators build (32 x 224 x 224) at the tiny window itself, and smaller inputs at a sub-window.
+SWIN_TINY_TEST = SwinConfig(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=(2, 4, 4))
 CONVNEXT_TINY_TEST = ConvNeXtConfig(depths=(1, 1, 3, 1), dims=(8, 16, 24, 32))
 CONVNEXT_V2_TINY_TEST = replace(CONVNEXT_TINY_TEST, version=2, classifier=10)
 
