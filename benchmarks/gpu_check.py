@@ -24,6 +24,8 @@ the JSON as ``timed_out`` / ``failed`` and the next part runs):
 - ``vlm_rewards``: ``videoalign`` (Qwen2-VL-2B-shaped VideoReward) and ``videoscore2`` (Qwen2.5-VL-7B-shaped)
   with random weights through the scoring engine, 100 videos x 33 frames at 480x832, bf16 + SDPA: videos/s,
   model build time and peak GPU memory of each (videoscore2 writes at most 64 tokens per video here).
+- ``vqa``: ``dover`` (DOVER) and ``fast_vqa`` (FAST-VQA-B) at their published sizes with random weights through
+  the scoring engine, 100 videos x 33 frames at 360x640, bf16 autocast: videos/s and peak GPU memory of each.
 """
 
 from __future__ import annotations
@@ -276,14 +278,35 @@ def part_vlm_rewards(sizes: Sizes, work: Path) -> dict[str, Any]:
     return figures
 
 
+def part_vqa(sizes: Sizes, work: Path) -> dict[str, Any]:
+    """DOVER and FAST-VQA-B at their published sizes, random weights, through the scoring engine: every frame
+    decoded, views built on the GPU, videos batched per forward pass under autocast."""
+    from vqa_throughput import make_videos as make_vqa_videos, variant_options
+    from vlm_reward_throughput import engine_run
+
+    n, frames, height, width = (2, 5, 32, 48) if sizes.smoke else (100, 33, 360, 640)
+    videos = make_vqa_videos(work / "videos", n, frames, height, width)
+    figures: dict[str, Any] = {"videos": n, "frames": frames, "height": height, "width": width,
+                               "dtype": sizes.dtype, "random_weights": True}
+    for label in ("dover", "fast_vqa_b"):
+        options = variant_options(label, "run")
+        if sizes.smoke:
+            next(iter(options.values()))["random_size"] = "tiny"
+        run = engine_run(videos, work / label, options, sizes.device, batch_size=16, dtype=sizes.dtype, warmup=False)
+        figures[label] = {"options": options, "load_s": run["load_s"], "score_s": run["score_s"],
+                          "videos_per_s": n / run["score_s"], "peak_gib": run["peak_device_gib"]}
+    return figures
+
+
 PARTS: dict[str, tuple[Callable[[Sizes, Path], dict[str, Any]], float]] = {
     # random init of the 1.3B transformer, of ViT-H-14 and of the 7B VLM on the CPU is part of each limit
-    "clip_family": (part_clip_family, 80.0),
-    "generation": (part_generation, 100.0),
-    "training": (part_training, 75.0),
-    "engine": (part_engine, 80.0),
-    "precision": (part_precision, 45.0),
-    "vlm_rewards": (part_vlm_rewards, 100.0),
+    "clip_family": (part_clip_family, 75.0),
+    "generation": (part_generation, 90.0),
+    "training": (part_training, 70.0),
+    "engine": (part_engine, 75.0),
+    "precision": (part_precision, 40.0),
+    "vlm_rewards": (part_vlm_rewards, 85.0),
+    "vqa": (part_vqa, 45.0),
 }
 
 
@@ -350,6 +373,9 @@ def summary_line(name: str, part: dict[str, Any]) -> str:
         return f"{name:<12} " + ", ".join(
             f"{e} {part[e]['videos_per_s']:.1f} videos/s (build {part[e]['load_s']:.0f} s) peak {gib(part[e]['peak_gib'])}"
             for e in ("videoalign", "videoscore2"))
+    if name == "vqa":
+        return f"{name:<12} " + ", ".join(
+            f"{e} {part[e]['videos_per_s']:.1f} videos/s peak {gib(part[e]['peak_gib'])}" for e in ("dover", "fast_vqa_b"))
     if name == "engine":
         compute = ", ".join(f"{e} {s:.1f} s" for e, s in part["evaluator_compute_s"].items())
         return f"{name:<12} {part['videos']} videos: {part['videos_per_s']:.1f} videos/s ({compute})"

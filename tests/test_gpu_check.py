@@ -38,7 +38,7 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "check.json").read_text())
     parts = report["parts"]
-    assert list(parts) == ["clip_family", "generation", "training", "engine", "precision", "vlm_rewards"]
+    assert list(parts) == ["clip_family", "generation", "training", "engine", "precision", "vlm_rewards", "vqa"]
     for name, part in parts.items():
         assert part["status"] == "ok", (name, part)
         assert all(math.isfinite(n) for n in _numbers(part)), (name, part)
@@ -54,9 +54,12 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
         assert {"clip_score.cosine", "aesthetic", "hpsv2"} <= set(parts["precision"][dtype])
     for name in ("videoalign", "videoscore2"):
         assert parts["vlm_rewards"][name]["videos_per_s"] > 0 and parts["vlm_rewards"][name]["options"]["weights"] == "random"
+    for name in ("dover", "fast_vqa_b"):
+        assert parts["vqa"][name]["videos_per_s"] > 0
+        assert next(iter(parts["vqa"][name]["options"].values()))["weights"] == "random"
     # one summary line per part, then where the JSON went
     lines = result.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines[:6]] == list(parts) and lines[-1].startswith("-> check.json")
+    assert [line.split()[0] for line in lines[:7]] == list(parts) and lines[-1].startswith("-> check.json")
 
 
 def test_an_overrunning_part_is_recorded_and_the_next_runs(tmp_path: Path) -> None:

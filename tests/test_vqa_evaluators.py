@@ -17,6 +17,7 @@ import torch
 
 from vbench_pref.errors import WeightsMissingError
 from vbench_pref.evaluator import VideoSample
+from vbench_pref.leaderboard import build_leaderboard, render_markdown
 from vbench_pref.registry import get
 from vbench_pref.scoring import ScoreOptions, run_scoring, video_seed
 from vbench_pref.video import FrameSpec, decode_video, write_video
@@ -67,8 +68,15 @@ def score(files, out: Path, seed: int = 0, evaluators: tuple[str, ...] = ("dover
 
 
 @pytest.fixture(scope="module")
-def run0(files, tmp_path_factory) -> pd.DataFrame:
-    return score(files, tmp_path_factory.mktemp("runs") / "run0")
+def run0_dir(files, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run0"
+    score(files, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def run0(run0_dir) -> pd.DataFrame:
+    return pd.read_csv(run0_dir / "scores.csv").set_index("video").sort_index()
 
 
 def frames_of(path: Path) -> torch.Tensor:
@@ -221,3 +229,17 @@ def test_a_checkpoint_of_another_family_is_refused_in_one_line(files) -> None:
     with pytest.raises(Exception) as exc:
         evaluator.load("cpu")
     assert "is not a fast_vqa_b checkpoint" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_the_leaderboard_says_which_model_the_papers_vqa_column_is(run0_dir) -> None:
+    paper = Path(__file__).resolve().parents[1] / "results" / "reported" / "pgdpo_paper.csv"
+    board = build_leaderboard([run0_dir], [paper])
+    assert {"dover.overall", "fast_vqa.score"} <= set(board.score_columns)
+    markdown = render_markdown(board)
+    notes = markdown.split("## Columns", 1)[1].split("## Sources", 1)[0]
+    dover_note = next(line for line in notes.splitlines() if line.startswith("- dover.overall (pgdpo_paper.csv)"))
+    assert "FAST-VQA" in dover_note and "fast_vqa.score" in dover_note
+    # a note is shown only for a column on the board
+    assert "- fast_vqa" not in notes and "- models" not in notes
+    alone = render_markdown(build_leaderboard([run0_dir]))
+    assert "## Columns" not in alone

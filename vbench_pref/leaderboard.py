@@ -169,6 +169,7 @@ class Leaderboard:
     warnings: tuple[str, ...] = ()
     title: str = "vbench-pref leaderboard"
     sections: tuple[Section, ...] = ()
+    column_notes: tuple[str, ...] = ()  # "<column> (<reported file>): text" for the columns on the board
 
     @property
     def models(self) -> list[str]:
@@ -370,6 +371,18 @@ def _parse_metadata(path: Path, lines: list[str]) -> tuple[dict[str, bool], str,
         elif key == "suite":
             suite = value.strip()
     return directions, default_source, suite
+
+
+def reported_column_notes(path: str | os.PathLike[str]) -> dict[str, str]:
+    """A reported file's ``# <key>: text`` comments by key; those keyed by a column shown on the board are its
+    column notes (e.g. which model and score a paper's column was mapped to), rendered under the tables."""
+    notes: dict[str, str] = {}
+    for line in Path(path).read_text(encoding="utf-8-sig").splitlines():
+        if line.startswith("#"):
+            key, sep, value = line.lstrip("#").partition(":")
+            if sep and value.strip():
+                notes[key.strip()] = value.strip()
+    return notes
 
 
 def load_reported(path: str | os.PathLike[str]) -> tuple[list[Row], dict[str, bool]]:
@@ -710,6 +723,10 @@ def build_leaderboard(
                 f"run {', '.join(row.run_ids)}: run.json does not record its prompt suite; grouped as {row.suite!r}"
             )
 
+    column_notes = tuple(
+        f"{column} ({Path(path).name}): {text}"
+        for path in reported_files for column, text in reported_column_notes(path).items() if column in columns
+    )
     ordered, sections = _arrange(measured, reported_rows)
     best, tied = _best_cells(ordered, sections, columns, resolved)
     measured_columns = [c for c in columns if any(c in r.n for r in measured)]
@@ -752,7 +769,7 @@ def build_leaderboard(
         table[f"{c}.random_weights"] = table[f"{c}.random_weights"].astype("boolean")
     return Leaderboard(
         table=table, score_columns=tuple(columns), directions=resolved, warnings=tuple(warnings),
-        sections=tuple(sections),
+        sections=tuple(sections), column_notes=column_notes,
     )
 
 
@@ -854,6 +871,10 @@ def render_markdown(board: Leaderboard) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
 
+    if board.column_notes:
+        lines += ["## Columns", ""]
+        lines += [f"- {_md_escape(n)}" for n in board.column_notes]
+        lines.append("")
     lines += ["## Sources", ""]
     lines += [f"{i}. {_md_escape(s)}" for i, s in enumerate(sources, start=1)]
     lines.append("")
