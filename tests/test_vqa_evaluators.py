@@ -243,3 +243,26 @@ def test_the_leaderboard_says_which_model_the_papers_vqa_column_is(run0_dir) -> 
     assert "- fast_vqa" not in notes and "- models" not in notes
     alone = render_markdown(build_leaderboard([run0_dir]))
     assert "## Columns" not in alone
+
+
+@pytest.mark.parametrize("evaluator, variant, family, preset", [
+    ("dover", "dover_mobile", "dover_mobile", "dover_mobile"),
+    ("dover", "dover_plus_plus", "dover_plus_plus", "dover"),
+    ("fast_vqa", "faster_vqa", "faster_vqa", "faster_vqa"),
+])
+def test_random_weights_of_every_variant_score_as_the_network_called_directly(files, evaluator, variant, family,
+                                                                               preset) -> None:
+    from vbench_pref.vqa.models import random_network
+
+    scorer = get(evaluator)(variant=variant, weights="random")
+    scorer.load("cpu")
+    assert scorer.uses_random_weights and scorer.provenance()["weights"][0]["family"] == family
+    got = scorer.score([_sample(files, "a.mp4", 11)])
+    views, _ = V.views_for(frames_of(files["videos"] / "a.mp4"), preset, 11, "a.mp4")
+    with torch.no_grad():
+        raw = {n: float(v[0]) for n, v in random_network(family, "tiny")({n: v[None] for n, v in views.items()}).items()}
+    if evaluator == "dover":
+        assert got["technical_raw"][0] == pytest.approx(raw["technical"], abs=TOL)
+        assert got["overall"][0] == pytest.approx(dover_fused(raw), abs=TOL)  # the same constants for every variant
+    else:
+        assert got["raw"][0] == pytest.approx(raw["fragments"], abs=TOL)
