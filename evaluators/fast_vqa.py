@@ -10,7 +10,8 @@ predictions over a benchmark set, so 0.5 is that set's average video.
 
 ``sampling``: ``loader`` (default) takes frames as FAST-VQA's test-set loader does (``FusionDataset``:
 random segment offsets, FasterVQA's temporal fragments), the sampling of the published benchmark results and
-of the predictions the rescaling constants summarise; ``script`` takes them as ``vqa.py`` does: fixed
+most likely of the benchmark predictions whose mean and std the rescaling constants are (the repository
+does not say how it computed them; its evaluation scripts all use the loader); ``script`` takes them as ``vqa.py`` does: fixed
 centred clips of 32 consecutive frames, and for FasterVQA no temporal fragments at all, since its ``t_frag``
 test reads the wrong dictionary. Fragment offsets are random in both, seeded here by (run seed, video, draw).
 
