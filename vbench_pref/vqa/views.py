@@ -328,8 +328,11 @@ def _enlarge(frames: torch.Tensor, scale: float) -> torch.Tensor:
     return (planes * 255.0).to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def _splice(spec: ViewSpec, frames: torch.Tensor, draw: ViewDraw, height: int, width: int) -> torch.Tensor:
-    """``L x out_h x out_w x 3`` uint8: each group's 7x7 patches, spliced in grid order."""
+def _splice(spec: ViewSpec, frames: torch.Tensor, where: torch.Tensor, draw: ViewDraw, height: int,
+            width: int) -> torch.Tensor:
+    """``L x out_h x out_w x 3`` uint8: each group's 7x7 patches of frames ``frames[where]``, spliced in grid order."""
+    if frames.dtype != torch.uint8:
+        raise VbenchPrefError(f"views take uint8 frames, got {frames.dtype}")
     gh, gw, fh, fw = spec.fragments_h, spec.fragments_w, spec.fsize_h, spec.fsize_w
     # cell origins come from the size before any enlarging (the reference's rule)
     device = frames.device
@@ -341,8 +344,9 @@ def _splice(spec: ViewSpec, frames: torch.Tensor, draw: ViewDraw, height: int, w
     for g in range(spec.frame_count // spec.aligned):
         rows = (origin_h[:, None] + rnd_h[:, :, g])[:, :, None] + torch.arange(fh, device=device)  # gh x gw x fh
         cols = (origin_w[None, :] + rnd_w[:, :, g])[:, :, None] + torch.arange(fw, device=device)  # gh x gw x fw
-        block = frames[g * spec.aligned : (g + 1) * spec.aligned]
-        patches = block[:, rows[:, :, :, None], cols[:, :, None, :]]  # a x gh x gw x fh x fw x 3
+        block = where[g * spec.aligned : (g + 1) * spec.aligned].to(device)
+        patches = frames[block[:, None, None, None, None], rows[None, :, :, :, None], cols[None, :, :, None, :]]
+        # a x gh x gw x fh x fw x 3
         out.append(patches.permute(0, 1, 3, 2, 4, 5).reshape(spec.aligned, gh * fh, gw * fw, 3))
     return torch.cat(out)
 
@@ -357,11 +361,13 @@ def _resize(spec: ViewSpec, frames: torch.Tensor) -> torch.Tensor:
 
 def normalise(pixels: torch.Tensor, clips: int) -> torch.Tensor:
     """``L x H x W x 3`` pixels (0..255) -> ``clips x 3 x L/clips x H x W`` float32, ImageNet-normalised."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=pixels.device)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=pixels.device)
-    x = (pixels.float() - mean) / std
-    length, h, w, _ = x.shape
-    return x.reshape(clips, length // clips, h, w, 3).permute(0, 4, 1, 2, 3).contiguous()
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=pixels.device).view(1, 3, 1, 1, 1)
+    length, h, w, _ = pixels.shape
+    # one pass to the output layout in float32, then the same (x - mean) / std in place
+    x = pixels.reshape(clips, length // clips, h, w, 3).permute(0, 4, 1, 2, 3)
+    x = x.to(torch.float32, memory_format=torch.contiguous_format)
+    return x.sub_(mean).div_(std)
 
 
 def build_view(frames: Frames, spec: ViewSpec, draw: ViewDraw) -> torch.Tensor:
@@ -376,16 +382,20 @@ def build_view(frames: Frames, spec: ViewSpec, draw: ViewDraw) -> torch.Tensor:
     indices = np.asarray(draw.frame_indices, dtype=np.int64)
     # each distinct frame is read and enlarged or resized once, however often the sampler repeats it
     unique, inverse = np.unique(indices, return_inverse=True)
+    if spec.kind == "fragments":
+        _check_fragment_size(spec, height, width)
+    scale = _upsample_factor(spec, height, width) if spec.kind == "fragments" else None
+    if spec.kind == "fragments" and scale is None and isinstance(frames, torch.Tensor):
+        # fragments straight from the decoded frames: only their pixels are copied, never whole frames
+        where = torch.as_tensor(indices, dtype=torch.long, device=frames.device)
+        return normalise(_splice(spec, frames, where, draw, height, width), spec.num_clips)
     picked = _gather(frames, unique)
     expand = torch.from_numpy(inverse.reshape(-1)).to(picked.device)
     if spec.kind == "resize":
         return normalise(_resize(spec, picked)[expand], spec.num_clips)
-    _check_fragment_size(spec, height, width)
-    scale = _upsample_factor(spec, height, width)
     if scale is not None:
         picked = _enlarge(picked, scale)
-    spliced = _splice(spec, picked[expand], draw, height, width)
-    return normalise(spliced, spec.num_clips)
+    return normalise(_splice(spec, picked, expand, draw, height, width), spec.num_clips)
 
 
 # --------------------------------------------------------------------------------------------- entry points
