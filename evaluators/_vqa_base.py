@@ -191,7 +191,6 @@ class VQAEvaluator(Evaluator):
     def score(self, batch: Sequence[VideoSample]) -> dict[str, np.ndarray]:
         if self.network is None:
             raise RuntimeError(f"{self.name}: call load() before score()")
-        self.network.to(self.device)
         specs = views.resolve_specs(self.preset)
         k_draws = int(self.config["draws"])
         step = int(self.config["video_batch"])

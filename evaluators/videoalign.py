@@ -295,7 +295,6 @@ class VideoAlign(Evaluator):
         ids, mask = vr.right_pad([ids for _, _, ids in group], self.encoder.pad_id)
         pixels = torch.cat([p for p, _, _ in group])
         grid = torch.tensor([g for _, g, _ in group], dtype=torch.long)
-        self.model.to(self.device)
         with torch.inference_mode():
             raw = vr.reward_forward(self.model, ids.to(self.device), mask.to(self.device), pixels.to(self.device),
                                     grid.to(self.device), self.encoder.reward_ids, self.video_token_id)

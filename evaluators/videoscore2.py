@@ -178,7 +178,6 @@ class VideoScore2Evaluator(Evaluator):
             raise ScoreError(f"{self.name} needs a prompt; {missing[0]} has none")
         todo = [s for s in batch if s.video not in self._held]
         if todo:
-            self.scorer.to(self.device)
             verdicts = self.scorer.score(
                 [s.frames for s in todo], [str(s.prompt) for s in todo], VIDEOSCORE2_RULE.fps,
                 decoding=str(self.config["decoding"]), seeds=[int(s.extras.get("seed", 0)) for s in todo],
