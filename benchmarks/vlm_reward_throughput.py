@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gpu_check import peak_gib, reset_peak  # the sibling script: one definition of the CUDA peak
+
 REWARDS = ("videoalign", "videoscore2")
 
 
@@ -50,20 +52,6 @@ def make_videos(directory: Path, n: int, frames: int, height: int, width: int, f
 
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
-
-
-def peak_device_gib() -> float | None:
-    import torch
-
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-
-
-def reset_device_peak() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
 
 
 def timed_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], device: str,
@@ -91,7 +79,7 @@ def engine_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], devi
         run_scoring(ScoreOptions(videos=one, prompts=one / "prompts.txt", out=warm / "run",
                                  evaluators=list(options), evaluator_options=options, device=device,
                                  dtype=dtype, batch_size=batch_size))
-    reset_device_peak()
+    reset_peak()
     decodes_before = sum(video_io.DECODES.values())
     opts = ScoreOptions(videos=videos, prompts=videos / "prompts.txt", out=out, evaluators=list(options),
                         evaluator_options=options, device=device, dtype=dtype, batch_size=batch_size,
@@ -102,7 +90,7 @@ def engine_run(videos: Path, out: Path, options: dict[str, dict[str, Any]], devi
     end = time.perf_counter()
     return {"load_s": started[0] - start, "score_s": end - started[0],
             "decodes": float(sum(video_io.DECODES.values()) - decodes_before),
-            "peak_device_gib": peak_device_gib(), "peak_rss_gib": peak_rss_gib()}
+            "peak_device_gib": peak_gib(), "peak_rss_gib": peak_rss_gib()}
 
 
 def _shape(videos: Path) -> tuple[int, int, int]:

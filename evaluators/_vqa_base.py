@@ -69,11 +69,11 @@ def replay_draws(run_seed: int, video: str, num_frames: int, height: int, width:
 
 
 class VQAEvaluator(Evaluator):
-    """An evaluator on one ``vbench_pref.vqa`` network; subclasses map variants to families and raw scores to scores."""
+    """An evaluator on one ``vbench_pref.vqa`` network; its variants are network families
+    (``vbench_pref.vqa.models.FAMILIES``); subclasses map them to weight files and raw scores to scores."""
 
     frames = FrameSpec()  # every frame at native size: the views sample and crop them themselves
     variant_weights: dict[str, WeightSpec] = {}
-    variant_family: dict[str, str] = {}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -98,7 +98,7 @@ class VQAEvaluator(Evaluator):
     # --- the card's runtime side ---
     @property
     def family(self) -> str:
-        return self.variant_family[str(self.config["variant"])]
+        return str(self.config["variant"])
 
     @property
     def weight_spec(self) -> WeightSpec:

@@ -56,7 +56,6 @@ class Dover(VQAEvaluator):
     options = vqa_options(("dover", "dover_mobile", "dover_plus_plus"), "DOVER")
     variant_weights = {"dover": DOVER_WEIGHTS, "dover_mobile": DOVER_MOBILE_WEIGHTS,
                        "dover_plus_plus": DOVER_PLUS_PLUS_WEIGHTS}
-    variant_family = {"dover": "dover", "dover_mobile": "dover_mobile", "dover_plus_plus": "dover_plus_plus"}
 
     @property
     def preset(self) -> str:

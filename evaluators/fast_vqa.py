@@ -59,7 +59,6 @@ class FastVQA(VQAEvaluator):
                ("loader", "script")),
     )
     variant_weights = {"fast_vqa_b": FAST_VQA_B_WEIGHTS, "faster_vqa": FASTER_VQA_WEIGHTS}
-    variant_family = {"fast_vqa_b": "fast_vqa_b", "faster_vqa": "faster_vqa"}
 
     @property
     def preset(self) -> str:

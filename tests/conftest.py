@@ -71,6 +71,13 @@ class NeedsWeights(Evaluator):
 
 
 @pytest.fixture
+def own_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project's cache (digest memos, licence acceptances) and the hub cache inside the test's folder."""
+    for variable, folder in (("VBENCH_PREF_CACHE", "cache"), ("HF_HUB_CACHE", "hf")):
+        monkeypatch.setenv(variable, str(tmp_path / folder))
+
+
+@pytest.fixture
 def register() -> Iterator[Callable[..., None]]:
     added: list[str] = []
 

@@ -31,11 +31,8 @@ MEANS, STDS = (3.6757, 1.1646, 2.8105), (2.2476, 1.3811, 2.5121)
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def own_caches(tmp_path, monkeypatch) -> None:
-    """Digest memos and hub look-ups of in-process loads stay in the test's folder."""
-    for variable, folder in (("VBENCH_PREF_CACHE", "cache"), ("HF_HUB_CACHE", "hf")):
-        monkeypatch.setenv(variable, str(tmp_path / folder))
+# in-process loads keep their digest memos and hub look-ups in the test's folder
+pytestmark = pytest.mark.usefixtures("own_caches")
 
 
 @pytest.fixture(scope="module")

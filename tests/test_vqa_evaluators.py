@@ -30,10 +30,8 @@ TOL = 1e-5
 VIDEOS = {"a.mp4": (20, 240, 256), "small.mp4": (9, 48, 64)}
 
 
-@pytest.fixture(autouse=True)
-def own_caches(tmp_path, monkeypatch) -> None:
-    for variable, folder in (("VBENCH_PREF_CACHE", "cache"), ("HF_HUB_CACHE", "hf")):
-        monkeypatch.setenv(variable, str(tmp_path / folder))
+# in-process loads keep their digest memos and hub look-ups in the test's folder
+pytestmark = pytest.mark.usefixtures("own_caches")
 
 
 @pytest.fixture(scope="module")
