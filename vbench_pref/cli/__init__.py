@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # Importing the command modules registers their commands on ``app``.
 from vbench_pref.cli import (  # noqa: F401
+    _study_app,
+    browse_cmd,
     demo,
     eval_cmd,
     evaluators_cmd,
@@ -13,6 +15,9 @@ from vbench_pref.cli import (  # noqa: F401
     pairs_cmd,
     plot_training_cmd,
     score,
+    study_cmd,
+    study_results_cmd,
+    study_serve_cmd,
     train_cmd,
     weights_cmd,
 )
