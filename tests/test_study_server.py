@@ -352,27 +352,21 @@ def test_admin_progress_counts_answers_and_failed_attention_checks(client: TestC
 # --- the command ----------------------------------------------------------------------------------------------
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "vbench_pref", *args], capture_output=True, text=True,
-                          timeout=120, cwd=cwd, env=env)
-
-
-def test_serve_refuses_a_folder_that_is_not_a_study(tmp_path: Path) -> None:
+def test_serve_refuses_a_folder_that_is_not_a_study(tmp_path: Path, run_cli) -> None:
     for folder in (tmp_path / "missing", tmp_path):
-        done = cli("study", "serve", str(folder))
+        done = run_cli(tmp_path, "study", "serve", str(folder))
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "error:" in done.stderr, done.stderr
 
 
-def test_serve_refuses_a_port_in_use_and_a_bad_host(study: HandMadeStudy) -> None:
+def test_serve_refuses_a_port_in_use_and_a_bad_host(study: HandMadeStudy, tmp_path: Path, run_cli) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        done = cli("study", "serve", str(study.folder), "--port", str(port))
+        done = run_cli(tmp_path, "study", "serve", str(study.folder), "--port", str(port))
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "in use" in done.stderr, done.stderr
     for host in ("not a host!", "-x", "256.1.1.1.1"):
-        done = cli("study", "serve", str(study.folder), "--host", host, "--port", "8765")
+        done = run_cli(tmp_path, "study", "serve", str(study.folder), "--host", host, "--port", "8765")
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--host" in done.stderr, (host, done.stderr)
 
 
