@@ -121,7 +121,7 @@ def test_help_imports_no_heavy_module() -> None:
         "from vbench_pref.cli import app\n"
         "commands = [[], ['eval'], ['generate'], ['pairs'], ['score'], ['train-pgdpo'], ['precompute'],\n"
         "            ['lab', 'displacement'], ['leaderboard'], ['evaluators'], ['weights', 'pull'],\n"
-        "            ['plot-training'], ['examples'], ['demo']]\n"
+        "            ['plot-training'], ['examples'], ['demo'], ['study', 'results']]\n"
         "for command in commands:\n"
         "    result = CliRunner().invoke(app, [*command, '--help'])\n"
         "    assert result.exit_code == 0, (command, result.output)\n"

@@ -1,4 +1,4 @@
-"""The leaderboard: measured runs (+ reported rows with their source) → one CSV and one Markdown file.
+"""The leaderboard: measured runs (+ reported rows with their source, + user studies) → one CSV and one Markdown file.
 
 Inputs
     * measured run directories (``run.json`` + ``summary.json`` written by the scoring engine, and its
@@ -6,7 +6,12 @@ Inputs
     * reported CSV files (numbers copied from papers), columns ``model, method, source, <score columns>``
       plus optional ``note``, ``table``, ``n_videos``; lines starting with ``#`` are metadata
       (``# higher_is_better: a, b``, ``# lower_is_better: c``, ``# source: default source``,
-      ``# suite: the prompts the paper used``; other keys are free-form comments).
+      ``# suite: the prompts the paper used``; other keys are free-form comments);
+    * study folders (``vbench-pref study create``; ``load_study``): one row per compared method, with
+      ``user_study.<aspect>`` columns = the method's share of human judgements won against the study's
+      baseline (ties count half, 0-1, higher is better), the study's 95% two-way bootstrap interval (over
+      participants and prompts) and n = judgements; the baseline's row has no value. Source
+      ``study:<study id>``; a column note under the tables says what the number is.
 
 Sections
     Numbers are only compared when they were measured on the same prompts. Measured runs are grouped by
@@ -14,14 +19,17 @@ Sections
     texts scored; see ``scoring.suite_digest``): one section per (name, digest). A run.json without a
     ``suite`` (written before it was recorded) goes to a section named after its ``--prompts`` file, else
     ``unknown``, with a warning. Each reported file is a section of its own, never mixed with measured
-    rows: a paper's prompts are not ours. Within a section, one table per base model.
+    rows: a paper's prompts are not ours. A study's rows are measured rows of the suite its runs scored
+    (the plan's suite name and digest). Within a section, one table per base model.
 
 Rows
     One row per (model, method) per section: measured runs with the same (suite, model, method) are
     combined into one row when their score columns are disjoint. When two runs give the same column
-    for the same (suite, model, method), the newer one (run.json ``updated``, ties: the one given
-    later) keeps it and a warning names the older; a run left with no column is dropped. The same
-    directory given twice counts once.
+    for the same (suite, model, method), the newer one (run.json ``updated``, a study's plan ``created``;
+    ties: the one given later) keeps it and a warning names the older; a run left with no column is dropped. The same
+    directory given twice counts once. A study's rows carry the model and method of the runs it compared,
+    so they merge with those runs' rows (two of its methods sharing a model and method get the study's
+    label appended to the method, so they stay apart); the same study folder given twice counts once.
 
 Best marking
     Per column, within each base model of a section, using the column's direction; a column needs at
@@ -53,7 +61,7 @@ CSV (``<prefix>.csv``), one line per row, in the Markdown's row order::
     * score cells are the plain means (floats, full precision; empty = missing);
     * ``random_weights`` / ``best`` / ``tied_best``: ``;``-separated score columns of that row computed
       with random weights / where that row is the separated best / tied for best of its model group;
-    * ``<col>.n`` (videos behind the mean), ``<col>.ci95_low`` and ``<col>.ci95_high`` (the 95%
+    * ``<col>.n`` (videos behind the mean; judgements for ``user_study.*``), ``<col>.ci95_low`` and ``<col>.ci95_high`` (the 95%
       percentile bootstrap interval of the mean, as summary.json gives it: not symmetric around it)
       and ``<col>.random_weights`` (true/false; empty where the row has no value) appear only for
       score columns measured by at least one run; ``.n`` and the interval are empty on reported rows.
@@ -88,6 +96,7 @@ __all__ = [
     "build_leaderboard",
     "load_reported",
     "load_run",
+    "load_study",
     "output_paths",
     "render_csv",
     "render_markdown",
@@ -169,7 +178,7 @@ class Leaderboard:
     warnings: tuple[str, ...] = ()
     title: str = "vbench-pref leaderboard"
     sections: tuple[Section, ...] = ()
-    column_notes: tuple[str, ...] = ()  # "<column> (<reported file>): text" for the columns on the board
+    column_notes: tuple[str, ...] = ()  # "<column> (<reported file> | study:<id>): text" for the columns on the board
 
     @property
     def models(self) -> list[str]:
@@ -458,6 +467,90 @@ def load_reported(path: str | os.PathLike[str]) -> tuple[list[Row], dict[str, bo
     return rows, directions
 
 
+USER_STUDY_PREFIX = "user_study."
+
+
+def _study_method_names(plan: Any) -> tuple[dict[str, str], list[str]]:
+    """Method label -> the leaderboard's method name: the run's method, or with the label added where two
+    of the study's methods share a model and method (they must not merge into one row)."""
+    keys = [(s.model, s.method) for s in plan.methods.values()]
+    names: dict[str, str] = {}
+    warnings: list[str] = []
+    for label, source in plan.methods.items():
+        if keys.count((source.model, source.method)) > 1:
+            names[label] = f"{source.method} [{label}]"
+            warnings.append(f"study {plan.study_id}: methods {label!r} and another share model {source.model!r} "
+                            f"and method {source.method!r}; listed as {names[label]!r}")
+        else:
+            names[label] = source.method
+    return names, warnings
+
+
+def _run_model_random_weights(run_dir: str, model: str) -> bool | None:
+    try:
+        info = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return True if _RANDOM_LABEL in model else None
+    return _model_random_weights(info, model) if isinstance(info, dict) else None
+
+
+def load_study(study: str | os.PathLike[str]) -> tuple[list[Row], dict[str, str], list[str]]:
+    """A study folder's rows (one per method), its column notes and warnings.
+
+    Each non-baseline method gets ``user_study.<aspect>`` = its win rate against the study's baseline (ties
+    count half) with the study's two-way bootstrap interval and n = judgements (``vbench_pref.study``: every
+    participant who failed an attention check excluded, 2000 replicates, seed 0); the baseline's row has no
+    value. Rows take the plan's suite, model and method, so they join the eval runs of the same method.
+    """
+    from vbench_pref.study.analysis import RESAMPLES, SEED
+    from vbench_pref.study.plan import ASPECTS
+    from vbench_pref.study.report import study_analysis
+
+    folder = Path(study)
+    plan, result = study_analysis(folder)
+    names, warnings = _study_method_names(plan)
+    suite = plan.suite or {}
+    digest, prompts = suite.get("digest"), suite.get("prompts")
+    source = f"study:{plan.study_id}"
+    try:
+        updated = datetime.fromisoformat(plan.created).timestamp()
+    except ValueError:
+        updated = 0.0
+    rates = result.vs_baseline.set_index(["method", "aspect"])
+    rows = []
+    for label, method in plan.methods.items():
+        row = Row(
+            model=method.model, method=names[label], source=source, origin="runs", run_ids=(source,),
+            suite=str(suite.get("name") or _UNKNOWN_SUITE),
+            suite_digest=str(digest) if isinstance(digest, str) and digest else None,
+            suite_prompts=prompts if isinstance(prompts, int) and not isinstance(prompts, bool) else None,
+            model_random_weights=_run_model_random_weights(method.run_dir, method.model),
+            run_dir=f"{source}:{folder.resolve()}#{label}", updated=updated,
+        )
+        if label != plan.baseline:
+            for aspect in plan.aspects:
+                column = USER_STUDY_PREFIX + aspect
+                found = (label, aspect) in rates.index
+                rec = rates.loc[(label, aspect)] if found else None
+                row.scores[column] = _as_float(rec["win_rate"]) if found else None
+                row.n[column] = int(rec["n"]) if found else 0
+                row.ci95[column] = (_as_float(rec["win_rate_low"]), _as_float(rec["win_rate_high"])) if found else (None, None)
+                row.directions[column] = True
+                row.column_runs[column] = source
+        rows.append(row)
+    baseline = plan.methods[plan.baseline]
+    notes = {
+        USER_STUDY_PREFIX + aspect: (
+            f"user study: {ASPECTS.get(aspect, (aspect,))[0].lower()}, the share of human judgements won against "
+            f"the baseline {baseline.model} / {baseline.method} (ties count half), 0-1; n = judgements, interval: "
+            f"95% bootstrap over participants and prompts ({RESAMPLES} replicates, seed {SEED}); participants "
+            "who failed an attention check excluded"
+        )
+        for aspect in plan.aspects
+    }
+    return rows, notes, warnings
+
+
 # --------------------------------------------------------------------------------------------------
 # building
 
@@ -680,15 +773,19 @@ def build_leaderboard(
     reported_files: Sequence[str | os.PathLike[str]] = (),
     directions: Mapping[str, Any] | None = None,
     skip_unreadable: bool = False,
+    studies: Sequence[str | os.PathLike[str]] = (),
 ) -> Leaderboard:
     """Read every input and assemble the leaderboard (no files written).
 
     ``directions`` maps score column → higher_is_better (a bool, or anything with a
     ``higher_is_better`` attribute such as an evaluator card's ScoreSpec). ``skip_unreadable``: a run
-    directory that cannot be read becomes a warning instead of an error.
+    directory that cannot be read becomes a warning instead of an error. ``studies``: study folders
+    (``vbench-pref study create``), whose "user study" columns join the runs' rows (``load_study``).
     """
-    if not run_dirs and not reported_files:
-        raise VbenchPrefError("nothing to put on the leaderboard: give at least one run directory or --reported file")
+    if not run_dirs and not reported_files and not studies:
+        raise VbenchPrefError(
+            "nothing to put on the leaderboard: give at least one run directory, --reported file or --study"
+        )
 
     reported_rows: list[Row] = []
     reported_dirs: list[tuple[str, Mapping[str, bool]]] = []
@@ -705,6 +802,17 @@ def build_leaderboard(
             if not skip_unreadable:
                 raise
             warnings.append(f"left out: {exc}")
+    study_notes: dict[str, str] = {}
+    seen_studies: set[Path] = set()
+    for study in studies:
+        if Path(study).resolve() in seen_studies:
+            warnings.append(f"study {study} is given twice: counted once")
+            continue
+        seen_studies.add(Path(study).resolve())
+        rows, notes, study_warnings = load_study(study)
+        loaded += rows
+        warnings += study_warnings
+        study_notes.update({f"{column} ({rows[0].source})": text for column, text in notes.items()})
     kept, repeats = _drop_repeats(loaded)
     warnings += repeats
     measured = _merge_measured(kept)
@@ -726,7 +834,7 @@ def build_leaderboard(
     column_notes = tuple(
         f"{column} ({Path(path).name}): {text}"
         for path in reported_files for column, text in reported_column_notes(path).items() if column in columns
-    )
+    ) + tuple(f"{key}: {text}" for key, text in study_notes.items())
     ordered, sections = _arrange(measured, reported_rows)
     best, tied = _best_cells(ordered, sections, columns, resolved)
     measured_columns = [c for c in columns if any(c in r.n for r in measured)]
@@ -923,8 +1031,9 @@ def run(
     out_prefix: str | os.PathLike[str],
     directions: Mapping[str, Any] | None = None,
     skip_unreadable: bool = False,
+    studies: Sequence[str | os.PathLike[str]] = (),
 ) -> Leaderboard:
     """What ``vbench-pref leaderboard`` does: build, then write CSV + Markdown (paths: output_paths)."""
-    board = build_leaderboard(run_dirs, reported, directions, skip_unreadable)
+    board = build_leaderboard(run_dirs, reported, directions, skip_unreadable, studies)
     write_leaderboard(board, out_prefix)
     return board

@@ -1,9 +1,10 @@
-"""``vbench-pref leaderboard``: runs and reported rows side by side, as CSV and Markdown."""
+"""``vbench-pref leaderboard``: runs, reported rows and user studies side by side, as CSV and Markdown."""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 import typer
 
@@ -40,12 +41,14 @@ def registry_directions() -> dict[str, bool]:
     }
 
 
-def write_leaderboard(run_dirs: list[Path], reported: list[str], prefix: Path, skip_unreadable: bool = False) -> Path:
+def write_leaderboard(
+    run_dirs: list[Path], reported: list[str], prefix: Path, skip_unreadable: bool = False, studies: Sequence[Path] = ()
+) -> Path:
     from vbench_pref.leaderboard import output_paths, run as build_and_write
 
     board = build_and_write(
         run_dirs, [resolve_reported(r) for r in reported], prefix, directions=registry_directions(),
-        skip_unreadable=skip_unreadable,
+        skip_unreadable=skip_unreadable, studies=studies,
     )
     for warning in board.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
@@ -59,6 +62,10 @@ def leaderboard_command(
     reported: list[str] = typer.Option(
         [], "--reported", help="Reported results CSV (repeat); bundled: pgdpo_paper (PG-DPO paper, Tables 1-2)."
     ),
+    studies: list[Path] = typer.Option(
+        [], "--study", help="Study folder (repeat): adds 'user study' columns, each method's human win rate "
+        "against the study's baseline, to the rows of the same suite, model and method."
+    ),
     prefix: Path = typer.Option(..., "--out", help="Output prefix: writes PREFIX.csv and PREFIX.md."),
 ) -> None:
     """Write PREFIX.csv and PREFIX.md: one section per prompt suite, one row per model/method, best marked.
@@ -67,10 +74,10 @@ def leaderboard_command(
     """
     from vbench_pref.leaderboard import output_paths
 
-    if not runs and not reported:
-        raise VbenchPrefError("give at least one run folder or --reported file")
+    if not runs and not reported and not studies:
+        raise VbenchPrefError("give at least one run folder, --reported file or --study")
     for path in output_paths(prefix):
         check_output_file(path)
-    markdown = write_leaderboard(list(runs or []), list(reported), prefix)
+    markdown = write_leaderboard(list(runs or []), list(reported), prefix, studies=list(studies))
     out.print(markdown.read_text(encoding="utf-8"), highlight=False, markup=False)
     console.print(f"wrote {output_paths(prefix)[0]} and {markdown}", highlight=False)
