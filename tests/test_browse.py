@@ -212,5 +212,8 @@ def test_browse_command_refusals_are_one_line(runs: list[Path], tmp_path: Path, 
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "run folder not found" in missing.stderr
     bad_host = run_cli(tmp_path, "browse", str(runs[0]), "--host", "bad host", "--cache", str(tmp_path / "cache"))
     assert bad_host.returncode == 2 and bad_host.stderr.count("\n") == 1 and "--host" in bad_host.stderr
+    (tmp_path / "a-file").write_text("")
+    bad_cache = run_cli(tmp_path, "browse", str(runs[0]), "--cache", str(tmp_path / "a-file"))
+    assert bad_cache.returncode == 2 and bad_cache.stderr.count("\n") == 1 and "--cache" in bad_cache.stderr
     no_args = run_cli(tmp_path, "browse")
     assert no_args.returncode == 2

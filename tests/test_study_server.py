@@ -200,6 +200,7 @@ PATH_TRICKS = [
     "/media/tokens.json", "/media/answers.sqlite", "/media/..\\study.json", "/static/../study.json",
     "/static/..%2fstudy.json", "/static/..%2f..%2fserver.py", "/study.json", "/tokens.json", "/answers.sqlite",
     "/media/%2e%2e/tokens.json", "/s/..%2ftokens.json", "/api/s/..%2f..%2ftokens.json/state",
+    "/static/__init__.py", "/static/..%2f__init__.py", "/static/", "/static/nope.js",
 ]
 
 
@@ -370,13 +371,21 @@ def test_serve_refuses_a_port_in_use_and_a_bad_host(study: HandMadeStudy, tmp_pa
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--host" in done.stderr, (host, done.stderr)
 
 
-def test_listening_off_loopback_is_told() -> None:
+def test_listening_off_loopback_is_told(capsys: pytest.CaptureFixture[str]) -> None:
+    from vbench_pref.cli.study_serve_cmd import warn_if_exposed
+
     with listen("127.0.0.1", 0) as local, listen("0.0.0.0", 0) as everywhere:
         assert is_loopback(local) and not is_loopback(everywhere)
+        warn_if_exposed(local, "127.0.0.1")
+        assert capsys.readouterr().err == ""
+        warn_if_exposed(everywhere, "0.0.0.0")
+        err = capsys.readouterr().err
+        assert err.startswith("warning: listening on 0.0.0.0") and err.count("\n") == 1
     assert base_url("::1", 80) == "http://[::1]:80"
 
 
-def test_serve_answers_until_ctrl_c(study: HandMadeStudy) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_answers_until_stopped(study: HandMadeStudy, stop: signal.Signals) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -400,7 +409,7 @@ def test_serve_answers_until_ctrl_c(study: HandMadeStudy) -> None:
                                          data=json.dumps(body(item)).encode(), headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as reply:
             assert json.loads(reply.read())["recorded"] is True
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         assert process.wait(timeout=30) == 0
         reader.join(timeout=5)
         assert "stopped" in "".join(lines) and process.stderr.read() == ""

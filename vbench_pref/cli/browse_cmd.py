@@ -22,8 +22,11 @@ def browse_command(
     ),
 ) -> None:
     """Browse runs: sort videos by any score, filter by prompt, compare two methods side by side; Ctrl-C stops."""
+    from vbench_pref.preflight import check_output_folder
+    from vbench_pref.study.browse import default_cache
     from vbench_pref.study.server import base_url, create_app, listen, run_server
 
+    cache = check_output_folder(cache if cache is not None else default_cache(), "--cache")
     web = create_app(runs=runs, cache=cache)
     catalog = web.state.catalog
     sock = listen(host, port)

@@ -209,10 +209,12 @@ class Catalog:
 class WebmCache:
     """Browser-playable copies of the runs' videos: WebM as is, anything else transcoded once into ``folder``."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, at_once: int = 2) -> None:
         self.folder = Path(folder)
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        # a page of 50 thumbnails asks for 50 transcodes; each encoder is multi-threaded already
+        self._encoders = threading.BoundedSemaphore(at_once)
 
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
@@ -230,7 +232,8 @@ class WebmCache:
             with self._lock(key):
                 if not target.is_file():
                     self.folder.mkdir(parents=True, exist_ok=True)
-                    media.to_webm(source, target)  # atomic: another process never sees half a file
+                    with self._encoders:
+                        media.to_webm(source, target)  # atomic: another process never sees half a file
         return target
 
 

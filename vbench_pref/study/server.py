@@ -24,7 +24,10 @@ import errno
 import ipaddress
 import json
 import re
+import signal
 import socket
+import sys
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,8 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vbench_pref.errors import VbenchPrefError
@@ -312,15 +314,33 @@ def _media_route(service: StudyService | None, catalog: Catalog | None, cache: W
             return _not_found()
         path = service.media.get(video_id) if service is not None else None
         if path is None and catalog is not None and cache is not None and video_id in catalog.by_id:
+            video = catalog.by_id[video_id]
             try:
-                path = cache.playable(catalog.by_id[video_id])
-            except (VbenchPrefError, OSError):
+                path = cache.playable(video)
+            except (VbenchPrefError, OSError) as exc:
+                print(f"warning: cannot transcode {video.source} for the browser: {exc}", file=sys.stderr, flush=True)
                 return PlainTextResponse("this video cannot be played", status_code=500)
         if path is None or not path.is_file():
             return _not_found()
         return FileResponse(path, media_type="video/webm")
 
     return Route("/media/{name}", video)
+
+
+_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
+
+
+def _static_route(pages: Path) -> Route:
+    """The pages' own files, listed once: a name the list does not hold is 404 whatever it spells."""
+    files = {p.name: p for p in pages.iterdir() if p.suffix in _STATIC_TYPES and p.is_file()}
+
+    def asset(request: Request) -> Response:
+        path = files.get(request.path_params["name"])
+        if path is None:
+            return _not_found()
+        return FileResponse(path, media_type=_STATIC_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+
+    return Route("/static/{name}", asset)
 
 
 def create_app(study: Path | None = None, runs: Sequence[Path] = (), cache: Path | None = None) -> Starlette:
@@ -334,14 +354,14 @@ def create_app(study: Path | None = None, runs: Sequence[Path] = (), cache: Path
     service = StudyService(Path(study)) if study is not None else None
     catalog = Catalog(list(runs)) if runs else None
     webm = WebmCache(Path(cache) if cache is not None else default_cache()) if catalog is not None else None
-    routes: list[Route | Mount] = []
+    routes: list[Route] = []
     if service is not None:
         routes += _study_routes(service, pages)
     if catalog is not None:
         routes += _browse_routes(catalog, pages)
         routes.append(Route("/", lambda request: RedirectResponse("/browse")))
     routes.append(_media_route(service, catalog, webm))
-    routes.append(Mount("/static", app=StaticFiles(directory=pages), name="static"))
+    routes.append(_static_route(pages))
     app = Starlette(routes=routes)
     app.add_middleware(SecurityHeaders)
     app.state.study = service
@@ -400,9 +420,17 @@ def run_server(app: Starlette, sock: socket.socket) -> None:
 
     # no access log: request paths hold participants' tokens
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
+    # uvicorn shuts down gracefully on SIGINT / SIGTERM, then raises the signal again: both end here
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled once it has shut down
+    except KeyboardInterrupt:
         pass
     finally:
         sock.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
