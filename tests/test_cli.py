@@ -122,6 +122,7 @@ def test_help_imports_no_heavy_module() -> None:
         "commands = [[], ['eval'], ['generate'], ['pairs'], ['score'], ['train-pgdpo'], ['precompute'],\n"
         "            ['lab', 'displacement'], ['leaderboard'], ['evaluators'], ['weights', 'pull'],\n"
         "            ['plot-training'], ['examples'], ['demo']]\n"
+        "commands += [['study'], ['study', 'create'], ['study', 'invite'], ['study', 'export-pairs']]\n"
         "for command in commands:\n"
         "    result = CliRunner().invoke(app, [*command, '--help'])\n"
         "    assert result.exit_code == 0, (command, result.output)\n"
