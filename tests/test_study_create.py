@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import os
+import random
 import stat
 from collections import Counter
 from pathlib import Path
@@ -83,7 +84,7 @@ def two_runs(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_create_from_two_eval_runs_end_to_end(run_cli, eval_runs: Path) -> None:
-    result = run_cli(eval_runs, "study", "create", "--runs", "wan", "--runs", "cog/run", "--out", "study",
+    result = run_cli(eval_runs, "study", "create", "--runs", "wan", "cog/run", "--out", "study",
                      "--participants", "4", "--per-participant", "4", "--attention-checks", "1")
     assert result.returncode == 0, result.stderr
     study = eval_runs / "study"
@@ -302,6 +303,13 @@ def _check_design(n: int, k_asked: int, p: int, m: int, overlap: int, answers: s
 def test_the_design_keeps_every_guarantee(answers: str) -> None:
     for case in GRID:
         _check_design(*case, answers)
+
+
+def test_the_design_keeps_every_guarantee_at_random_sizes() -> None:
+    rng = random.Random(0)
+    for _ in range(150):
+        n, k, p, m = rng.randint(1, 24), rng.randint(1, 20), rng.randint(1, 30), rng.randint(2, 5)
+        _check_design(n, k, p, m, rng.randint(1, 6), rng.choice(["abc", "gsb"]))
 
 
 def test_the_design_is_seeded_shuffled_and_overlaps() -> None:
