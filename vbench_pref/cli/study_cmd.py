@@ -20,8 +20,9 @@ _BASE_URL = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 @reports_errors
 def create_command(
     runs: list[str] = typer.Option(
-        ..., "--runs", help="Eval run folder (or eval --out folder), PATH or LABEL=PATH; repeat, 2 or more."
+        ..., "--runs", help="Eval run folder (or eval --out folder), PATH or LABEL=PATH; 2 or more: --runs A B."
     ),
+    more_runs: Optional[list[str]] = typer.Argument(None, metavar="[RUN]...", help="More runs, after --runs."),
     study: Path = typer.Option(..., "--out", help="The study folder to make."),
     aspects: str = typer.Option("vq,mq,ta,overall", "--aspects", help="Questions asked per pair: vq, mq, ta, overall."),
     per_participant: int = typer.Option(18, "--per-participant", help="Comparisons per participant."),
@@ -39,7 +40,7 @@ def create_command(
     from vbench_pref.study.create import CreateOptions, create_study, parse_aspects
 
     opts = CreateOptions(
-        runs=list(runs), out=study, aspects=parse_aspects(aspects), per_participant=per_participant,
+        runs=[*runs, *(more_runs or [])], out=study, aspects=parse_aspects(aspects), per_participant=per_participant,
         participants=participants, answers=answers, baseline=baseline, attention_checks=attention_checks,
         overlap=overlap, seed=seed, command=argv(),
     )

@@ -38,6 +38,8 @@ from vbench_pref.study.plan import (
 JOURNAL = ".create.jsonl"  # media finished by an interrupted create: reused when it runs again
 DEFAULT_ASPECTS = ("vq", "mq", "ta", "overall")
 DEFAULT_OVERLAP = 3
+MAX_PARTICIPANTS = 1000
+MAX_PER_PARTICIPANT = 1000
 
 
 # --- options ---------------------------------------------------------------------------------------------
@@ -74,8 +76,8 @@ def check_options(opts: CreateOptions) -> None:
     parse_aspects(",".join(opts.aspects))
     if opts.answers not in ANSWER_MODES:
         raise VbenchPrefError(f"--answers must be one of {', '.join(ANSWER_MODES)}; got {opts.answers!r}")
-    check_range("--participants", opts.participants, 1, 10_000)
-    check_range("--per-participant", opts.per_participant, 1, 10_000)
+    check_range("--participants", opts.participants, 1, MAX_PARTICIPANTS)
+    check_range("--per-participant", opts.per_participant, 1, MAX_PER_PARTICIPANT)
     check_range("--attention-checks", opts.attention_checks, 0, opts.per_participant)
     check_range("--overlap", opts.overlap, 1)
     check_seed(opts.seed)
@@ -258,7 +260,7 @@ def method_labels(runs: Sequence[RunSource]) -> list[str]:
             labels.append(m)
         elif unique(models, mo):
             labels.append(mo)
-        elif unique(both, b):
+        elif run.model and run.method and unique(both, b):
             labels.append(b)
         else:
             raise VbenchPrefError(f"--runs {run.path}: runs share the model and method {b!r}; "
