@@ -132,6 +132,9 @@ def test_broken_studies_give_one_line_errors(study: Path, tmp_path: Path) -> Non
         code, line = invoke("study", "results", str(folder), "--out", str(tmp_path / "out"))
         assert code == 2 and says in line and line.startswith("error: "), (name, line)
     assert not (tmp_path / "out").exists()
+    (tmp_path / "a-file").write_text("")
+    code, line = invoke("study", "results", str(study), "--out", str(tmp_path / "a-file"))
+    assert code == 2 and line.endswith("a-file is a file, not a folder")
 
 
 @pytest.mark.parametrize("option, value, says", [

@@ -318,6 +318,22 @@ def _pair_counts(table: pd.DataFrame, methods: Sequence[str], pairs: Sequence[tu
     return out
 
 
+def _strength_note(counts: np.ndarray, pairs: Sequence[tuple[int, int]], k: int, is_baseline: bool, n: int) -> str:
+    """What a reader should know about one method's strength: where the prior, not the data, places it."""
+    if is_baseline:
+        return "the baseline: strength 0 by definition" if n else "the baseline was not judged: strengths rest on the prior"
+    won = lost = 0.0
+    for (i, j), (wins_i, wins_j, ties) in zip(pairs, counts):
+        if k in (i, j):
+            won += (wins_i if k == i else wins_j) + ties
+            lost += (wins_j if k == i else wins_i) + ties
+    if not lost:
+        return "never lost nor tied: the prior keeps the strength finite"
+    if not won:
+        return "never won nor tied: the prior keeps the strength finite"
+    return ""
+
+
 def strengths(plan: Plan, table: pd.DataFrame, boot: TwoWayBootstrap, level: float = LEVEL,
               prior_sd: float | None = PRIOR_SD) -> pd.DataFrame:
     """Per aspect and method: log-strength (baseline 0) with interval, n judgements; nu per aspect."""
@@ -354,9 +370,7 @@ def strengths(plan: Plan, table: pd.DataFrame, boot: TwoWayBootstrap, level: flo
             else:
                 k = index[m]
                 low, high = percentile_interval(boot_s[:, k], level)
-                note = "the baseline: strength 0 by definition" if m == plan.baseline else ""
-                if m == plan.baseline and n == 0:
-                    note = "the baseline was not judged: strengths rest on the prior"
+                note = _strength_note(point_counts[0], pairs, k, m == plan.baseline, n)
                 record.update(n=n, strength=float(s[0, k]), strength_low=low, strength_high=high, note=note)
             record.update(nu=float(nu[0]), nu_low=nu_low, nu_high=nu_high, ml_exists=exists)
             records.append(record)
