@@ -118,7 +118,10 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float
 def oriented_pairs(plan: Plan, table: pd.DataFrame) -> list[tuple[str, str]]:
     """(method_a, method_b) of every pair judged, a the non-baseline method or the one listed first."""
     order = {label: i for i, label in enumerate(plan.methods)}
-    rank = lambda m: (order.get(m, len(order)), m)  # noqa: E731
+
+    def rank(method: str) -> tuple[int, str]:
+        return order.get(method, len(order)), method
+
     pairs = []
     for x, y in set(zip(table["method_x"], table["method_y"])):
         if x == y:
