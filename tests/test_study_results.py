@@ -138,7 +138,7 @@ def test_broken_studies_give_one_line_errors(study: Path, tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("option, value, says", [
-    ("--bootstrap", "5", "--bootstrap must be in [100, 100000]"),
+    ("--bootstrap", "5", "--bootstrap must be in [100, 20000]"),
     ("--allowed-check-failures", "-1", "--allowed-check-failures must be at least 0"),
     ("--seed", "-3", "--seed must be"),
 ])

@@ -308,16 +308,15 @@ def ml_exists(counts: np.ndarray, pairs: Sequence[tuple[int, int]], n_methods: i
 
 
 def _pair_counts(table: pd.DataFrame, methods: Sequence[str], pairs: Sequence[tuple[int, int]],
-                 weights: np.ndarray | None = None) -> np.ndarray:
-    """(fits, pairs, 3) counts of (i wins, j wins, tie); one fit when ``weights`` is None."""
-    fits = 1 if weights is None else weights.shape[0]
-    out = np.zeros((fits, len(pairs), 3))
+                 boot: TwoWayBootstrap | None = None) -> np.ndarray:
+    """(fits, pairs, 3) counts of (i wins, j wins, tie): one fit of the judgements as they are, or one per
+    bootstrap replicate (weighted) when ``boot`` is given."""
+    out = np.zeros((1 if boot is None else boot.resamples, len(pairs), 3))
     for p, (i, j) in enumerate(pairs):
-        mask = ((table["method_x"] == min(methods[i], methods[j]))
-                & (table["method_y"] == max(methods[i], methods[j]))).to_numpy()
-        onehot = outcome_matrix(table[mask], methods[i])  # (i won, tie, i lost)
-        onehot = onehot[:, [0, 2, 1]]
-        out[:, p] = onehot.sum(axis=0) if weights is None else weights[:, mask] @ onehot
+        frame = _pair_frame(table, methods[i], methods[j])
+        onehot = outcome_matrix(frame, methods[i])[:, [0, 2, 1]]  # (i won, i lost, tie)
+        # one pair's weights at a time: (replicates x judgements) of a whole aspect could be large
+        out[:, p] = onehot.sum(axis=0) if boot is None else boot.weights(frame) @ onehot
     return out
 
 
@@ -352,8 +351,7 @@ def strengths(plan: Plan, table: pd.DataFrame, boot: TwoWayBootstrap, level: flo
             continue
         point_counts = _pair_counts(judged, methods, pairs)
         s, nu = fit_davidson(point_counts, pairs, len(methods), anchor, prior_sd)
-        weights = boot.weights(judged)
-        boot_counts = _pair_counts(judged, methods, pairs, weights)
+        boot_counts = _pair_counts(judged, methods, pairs, boot)
         boot_s, boot_nu = fit_davidson(boot_counts, pairs, len(methods), anchor, prior_sd)
         # a method none of whose judgements was drawn has only the prior's value in that replicate
         drawn = np.zeros((boot_counts.shape[0], len(methods)))

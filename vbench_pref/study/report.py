@@ -46,7 +46,7 @@ PARTICIPANTS_CSV = "participants.csv"
 GSB_CSV = "gsb.csv"
 SUMMARY_MD = "summary.md"
 FIGURE_PNG = "user_study.png"
-MAX_RESAMPLES = 100_000
+MAX_RESAMPLES = 20_000  # memory: replicates x judgements of one pair, as float64
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency; text colour chosen per fill
 WIN_COLOUR, TIE_COLOUR, LOSS_COLOUR = "#0072B2", "#BBBBBB", "#E69F00"
