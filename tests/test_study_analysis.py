@@ -366,6 +366,11 @@ def test_attention_check_failures_exclude_a_participant(tmp_path: Path) -> None:
     assert strict.excluded == ["p2", "p3"]
     assert strict.judgements == 2  # p1's one item, two aspects; checks never count
     assert strict.pairs.set_index(["aspect", "method_a"]).loc[("vq", "pgdpo"), "win"] == 1.0
+    # pgdpo never lost in what is left: finite through the prior, and the files say so
+    fit = strict.strengths.set_index(["aspect", "method"]).loc["vq"]
+    assert np.isfinite(fit.loc["pgdpo", "strength"]) and fit.loc["pgdpo", "strength"] > 0
+    assert "never lost" in fit.loc["pgdpo", "note"] and not fit["ml_exists"].any()
+    assert fit.loc["dpo", "note"] == "no judgements in this aspect" and pd.isna(fit.loc["dpo", "strength"])
     lenient = analysis.analyse(plan, table, allowed_failures=1, resamples=50)
     assert lenient.excluded == [] and lenient.judgements == 6
     assert lenient.pairs.set_index(["aspect", "method_a"]).loc[("vq", "pgdpo"), "win"] == pytest.approx(2 / 3)

@@ -132,10 +132,13 @@ def test_broken_studies_give_one_line_errors(study: Path, tmp_path: Path) -> Non
         code, line = invoke("study", "results", str(folder), "--out", str(tmp_path / "out"))
         assert code == 2 and says in line and line.startswith("error: "), (name, line)
     assert not (tmp_path / "out").exists()
+    (tmp_path / "a-file").write_text("")
+    code, line = invoke("study", "results", str(study), "--out", str(tmp_path / "a-file"))
+    assert code == 2 and line.endswith("a-file is a file, not a folder")
 
 
 @pytest.mark.parametrize("option, value, says", [
-    ("--bootstrap", "5", "--bootstrap must be in [100, 100000]"),
+    ("--bootstrap", "5", "--bootstrap must be in [100, 20000]"),
     ("--allowed-check-failures", "-1", "--allowed-check-failures must be at least 0"),
     ("--seed", "-3", "--seed must be"),
 ])

@@ -20,7 +20,7 @@ def study_results_command(
     allowed_check_failures: int = typer.Option(
         0, "--allowed-check-failures", help="Attention checks a participant may fail and still count."
     ),
-    bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap replicates (over participants and prompts)."),
+    bootstrap: int = typer.Option(2000, "--bootstrap", help="Bootstrap replicates (over participants and prompts), 100-20000."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
 ) -> None:
     """Per aspect and method pair: win / tie / loss % with 95% intervals, Bradley-Terry strengths, agreement.

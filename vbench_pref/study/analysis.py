@@ -118,7 +118,10 @@ def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float
 def oriented_pairs(plan: Plan, table: pd.DataFrame) -> list[tuple[str, str]]:
     """(method_a, method_b) of every pair judged, a the non-baseline method or the one listed first."""
     order = {label: i for i, label in enumerate(plan.methods)}
-    rank = lambda m: (order.get(m, len(order)), m)  # noqa: E731
+
+    def rank(method: str) -> tuple[int, str]:
+        return order.get(method, len(order)), method
+
     pairs = []
     for x, y in set(zip(table["method_x"], table["method_y"])):
         if x == y:
@@ -305,17 +308,32 @@ def ml_exists(counts: np.ndarray, pairs: Sequence[tuple[int, int]], n_methods: i
 
 
 def _pair_counts(table: pd.DataFrame, methods: Sequence[str], pairs: Sequence[tuple[int, int]],
-                 weights: np.ndarray | None = None) -> np.ndarray:
-    """(fits, pairs, 3) counts of (i wins, j wins, tie); one fit when ``weights`` is None."""
-    fits = 1 if weights is None else weights.shape[0]
-    out = np.zeros((fits, len(pairs), 3))
+                 boot: TwoWayBootstrap | None = None) -> np.ndarray:
+    """(fits, pairs, 3) counts of (i wins, j wins, tie): one fit of the judgements as they are, or one per
+    bootstrap replicate (weighted) when ``boot`` is given."""
+    out = np.zeros((1 if boot is None else boot.resamples, len(pairs), 3))
     for p, (i, j) in enumerate(pairs):
-        mask = ((table["method_x"] == min(methods[i], methods[j]))
-                & (table["method_y"] == max(methods[i], methods[j]))).to_numpy()
-        onehot = outcome_matrix(table[mask], methods[i])  # (i won, tie, i lost)
-        onehot = onehot[:, [0, 2, 1]]
-        out[:, p] = onehot.sum(axis=0) if weights is None else weights[:, mask] @ onehot
+        frame = _pair_frame(table, methods[i], methods[j])
+        onehot = outcome_matrix(frame, methods[i])[:, [0, 2, 1]]  # (i won, i lost, tie)
+        # one pair's weights at a time: (replicates x judgements) of a whole aspect could be large
+        out[:, p] = onehot.sum(axis=0) if boot is None else boot.weights(frame) @ onehot
     return out
+
+
+def _strength_note(counts: np.ndarray, pairs: Sequence[tuple[int, int]], k: int, is_baseline: bool, n: int) -> str:
+    """What a reader should know about one method's strength: where the prior, not the data, places it."""
+    if is_baseline:
+        return "the baseline: strength 0 by definition" if n else "the baseline was not judged: strengths rest on the prior"
+    won = lost = 0.0
+    for (i, j), (wins_i, wins_j, ties) in zip(pairs, counts):
+        if k in (i, j):
+            won += (wins_i if k == i else wins_j) + ties
+            lost += (wins_j if k == i else wins_i) + ties
+    if not lost:
+        return "never lost nor tied: the prior keeps the strength finite"
+    if not won:
+        return "never won nor tied: the prior keeps the strength finite"
+    return ""
 
 
 def strengths(plan: Plan, table: pd.DataFrame, boot: TwoWayBootstrap, level: float = LEVEL,
@@ -333,8 +351,7 @@ def strengths(plan: Plan, table: pd.DataFrame, boot: TwoWayBootstrap, level: flo
             continue
         point_counts = _pair_counts(judged, methods, pairs)
         s, nu = fit_davidson(point_counts, pairs, len(methods), anchor, prior_sd)
-        weights = boot.weights(judged)
-        boot_counts = _pair_counts(judged, methods, pairs, weights)
+        boot_counts = _pair_counts(judged, methods, pairs, boot)
         boot_s, boot_nu = fit_davidson(boot_counts, pairs, len(methods), anchor, prior_sd)
         # a method none of whose judgements was drawn has only the prior's value in that replicate
         drawn = np.zeros((boot_counts.shape[0], len(methods)))
@@ -354,9 +371,7 @@ def strengths(plan: Plan, table: pd.DataFrame, boot: TwoWayBootstrap, level: flo
             else:
                 k = index[m]
                 low, high = percentile_interval(boot_s[:, k], level)
-                note = "the baseline: strength 0 by definition" if m == plan.baseline else ""
-                if m == plan.baseline and n == 0:
-                    note = "the baseline was not judged: strengths rest on the prior"
+                note = _strength_note(point_counts[0], pairs, k, m == plan.baseline, n)
                 record.update(n=n, strength=float(s[0, k]), strength_low=low, strength_high=high, note=note)
             record.update(nu=float(nu[0]), nu_low=nu_low, nu_high=nu_high, ml_exists=exists)
             records.append(record)

@@ -46,7 +46,7 @@ PARTICIPANTS_CSV = "participants.csv"
 GSB_CSV = "gsb.csv"
 SUMMARY_MD = "summary.md"
 FIGURE_PNG = "user_study.png"
-MAX_RESAMPLES = 100_000
+MAX_RESAMPLES = 20_000  # memory: replicates x judgements of one pair, as float64
 
 # Okabe-Ito: distinguishable with every common colour-vision deficiency; text colour chosen per fill
 WIN_COLOUR, TIE_COLOUR, LOSS_COLOUR = "#0072B2", "#BBBBBB", "#E69F00"
@@ -298,9 +298,10 @@ def draw_figure(plan: Plan, result: StudyAnalysis, target: str | Path) -> Path:
     kept = int((~result.participants["excluded"] & (result.participants["answered"] > 0)).sum())
     figure.suptitle(f"User study {plan.study_id}: {kept} participants, {result.judgements} judgements",
                     fontsize=11)
+    names = (("good: method better", "same", "bad: baseline better") if plan.answers == "gsb"
+             else ("first method wins", "tie", "second method wins"))
     figure.legend(
-        handles=[Patch(color=WIN_COLOUR, label="first method wins"), Patch(color=TIE_COLOUR, label="tie"),
-                 Patch(color=LOSS_COLOUR, label="second method wins")],
+        handles=[Patch(color=colour, label=name) for colour, name in zip((WIN_COLOUR, TIE_COLOUR, LOSS_COLOUR), names)],
         loc="outside lower center", ncols=3, fontsize=9, frameon=False,
     )
     target = Path(target)
