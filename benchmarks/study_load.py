@@ -1,6 +1,6 @@
 """Load on `vbench-pref study serve`: many participants answering at once on the loopback address.
 
-Makes two eval runs of the built-in tiny models (or takes ``--runs``), a study with ``--participants``
+Makes three eval runs of the built-in tiny models on the demo suite (15 distinct comparisons) (or takes ``--runs``), a study with ``--participants``
 participants, serves it in a separate process (the server is not slowed by this script's own Python), and
 lets every participant answer concurrently as a browser would: GET the state, POST the answers of the item
 shown, and every ``--replay-every``-th answer a second time (a double click or a retried request). Bounded by
@@ -9,7 +9,7 @@ shown, and every ``--replay-every``-th answer a second time (a double click or a
 Then it checks the database against what the clients were told: every POST answered ``recorded: true`` has
 its rows, no item has rows twice, replays recorded nothing. Prints answers/s and latency percentiles.
 
-    python benchmarks/study_load.py [--participants 50] [--per-participant 20] [--duration 60]
+    python benchmarks/study_load.py [--participants 50] [--per-participant 15] [--duration 60]
 """
 
 from __future__ import annotations
@@ -97,10 +97,10 @@ class Client:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=50)
-    parser.add_argument("--per-participant", type=int, default=20)
+    parser.add_argument("--per-participant", type=int, default=15)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load at most")
     parser.add_argument("--replay-every", type=int, default=5, help="send every N-th answer twice (0: never)")
-    parser.add_argument("--runs", nargs="*", type=Path, help="eval runs to compare (default: two tiny models)")
+    parser.add_argument("--runs", nargs="*", type=Path, help="eval runs to compare (default: three tiny models)")
     parser.add_argument("--workdir", type=Path, help="keep the runs and the study here")
     args = parser.parse_args()
 
@@ -110,7 +110,7 @@ def main() -> None:
     runs = args.runs
     if not runs:
         runs = []
-        for model in ("tiny-wan", "tiny-cogvideox"):
+        for model in ("tiny-wan", "tiny-cogvideox", "tiny-unet"):
             out = work / model
             cli("eval", "--model", f"builtin:{model}", "--prompts", "demo", "--out", str(out), env=env, cwd=work)
             runs.append(out)

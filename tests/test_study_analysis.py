@@ -391,3 +391,12 @@ def test_gsb_numbers(tmp_path: Path) -> None:
     assert result.gsb.set_index("method").loc["pgdpo", "good"] == 1.0
     assert analysis.analyse(plan.__class__(**{**plan.__dict__, "answers": "abc"}),
                             table_of(study, plan), resamples=10).gsb is None
+
+
+def test_no_answered_attention_check_means_no_failure_and_no_exclusion() -> None:
+    from vbench_pref.study.judgements import JUDGEMENT_COLUMNS, comparisons, excluded_participants, failed_checks
+
+    empty = pd.DataFrame(columns=JUDGEMENT_COLUMNS)
+    assert failed_checks(empty).empty
+    assert excluded_participants(empty) == []
+    assert comparisons(empty).empty

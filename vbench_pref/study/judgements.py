@@ -51,7 +51,9 @@ def judgements(plan: Plan, answers: Iterable[Answer]) -> pd.DataFrame:
 
 def failed_checks(table: pd.DataFrame) -> pd.Series:
     """Participant -> attention checks failed (an item counts once however many aspects it failed on)."""
-    checks = table[table["is_check"]]
+    checks = table[table["is_check"].astype(bool)]
+    if checks.empty:  # grouping nothing loses the index names
+        return pd.Series(dtype=int, name="check_failed").rename_axis("participant")
     failed = checks.groupby(["participant", "item"])["check_failed"].any()
     return failed.groupby(level="participant").sum().astype(int)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -256,24 +257,27 @@ def render_summary(plan: Plan, result: StudyAnalysis, study: str | Path) -> str:
 
 
 def _draw_aspect(axes: "Axes", pairs: pd.DataFrame, title: str) -> None:
-    labels = [f"{a} vs {b}" for a, b in zip(pairs["method_a"], pairs["method_b"])]
+    # pair names go above their bars, not beside them: method labels (model names) can be long, and as tick
+    # labels they would squeeze the bars
+    labels = [f"{a}  vs  {b}   (n={n})" for a, b, n in zip(pairs["method_a"], pairs["method_b"], pairs["n"])]
     positions = list(range(len(pairs)))[::-1]  # first pair on top
     left = [0.0] * len(pairs)
     for name, colour in (("win", WIN_COLOUR), ("tie", TIE_COLOUR), ("loss", LOSS_COLOUR)):
         widths = [100 * float(v) for v in pairs[name]]
-        axes.barh(positions, widths, left=left, color=colour, edgecolor="white", linewidth=0.8, height=0.62)
+        axes.barh(positions, widths, left=left, color=colour, edgecolor="white", linewidth=0.8, height=0.5)
         for y, x0, width in zip(positions, left, widths):
             if width >= 7:  # narrower segments would not hold the text
                 axes.text(x0 + width / 2, y, f"{width:.0f}%", ha="center", va="center", fontsize=9,
                           color=_TEXT_ON[colour], fontweight="bold" if name != "tie" else "normal")
         left = [a + b for a, b in zip(left, widths)]
-    for y, n in zip(positions, pairs["n"]):
-        axes.text(101.5, y, f"n={n}", ha="left", va="center", fontsize=8, color="#444444")
-    axes.set_yticks(positions, labels, fontsize=9)
+    for y, label in zip(positions, labels):
+        axes.text(0, y + 0.3, textwrap.shorten(label, 110, placeholder="…"), ha="left", va="bottom", fontsize=8)
+    axes.set_yticks([])
+    axes.set_ylim(-0.45, len(pairs) - 0.1)
     axes.set_xlim(0, 100)
     axes.set_xticks([0, 25, 50, 75, 100], ["0", "25", "50", "75", "100%"], fontsize=8)
     axes.set_title(title, fontsize=10, loc="left")
-    for side in ("top", "right"):
+    for side in ("top", "right", "left"):
         axes.spines[side].set_visible(False)
 
 
@@ -286,8 +290,8 @@ def draw_figure(plan: Plan, result: StudyAnalysis, target: str | Path) -> Path:
     columns = 1 if len(aspects) < 3 else 2
     rows = math.ceil(len(aspects) / columns)
     per_panel = max(int(result.pairs.groupby("aspect").size().max()), 1)
-    width = 5.2 * columns + 1.2
-    height = rows * (0.45 * per_panel + 0.9) + 1.0
+    width = 6.0 * columns + 0.6
+    height = rows * (0.7 * per_panel + 0.8) + 0.9
     figure = Figure(figsize=(width, height), dpi=150, layout="constrained")
     panels = figure.subplots(rows, columns, squeeze=False)
     for k, aspect in enumerate(aspects):

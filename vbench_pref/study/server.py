@@ -196,8 +196,7 @@ class StudyService:
         from vbench_pref.study.judgements import failed_checks, judgements
 
         table = judgements(self.plan, self.store.answers())
-        # failed_checks needs at least one answered check to group by
-        failed = failed_checks(table) if table["is_check"].any() else {}
+        failed = failed_checks(table)
         counts, last = self.store.answered_counts(), self.store.last_answered()
         rows = [{"id": p.id, "answered": min(counts.get(p.id, 0), len(p.items)), "total": len(p.items),
                  "last_answered": last.get(p.id), "failed_checks": int(failed.get(p.id, 0))}

@@ -167,9 +167,11 @@
     if (!state || !state.item || event.altKey || event.ctrlKey || event.metaKey) { return; }
     var key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
     var tag = event.target && event.target.tagName;
-    if ((key === " " || key === "Enter") && (tag === "BUTTON" || tag === "INPUT" && event.target.type === "range")) {
-      return; // the focused control handles it: acting here too would toggle or submit twice
-    }
+    // Space on a focused button or the seek bar is that control's own; Enter always submits (after a click on
+    // Play, the focus is still on it, and Enter must not toggle playback), except on the submit button itself,
+    // whose default action already submits.
+    if (key === " " && (tag === "BUTTON" || tag === "INPUT" && event.target.type === "range")) { return; }
+    if (key === "Enter" && event.target.id === "submit") { return; }
     var sets = $("questions").children;
     if (KEYS[key] && sets.length) {
       var input = $("answer-" + sets[current].dataset.aspect + "-" + KEYS[key]);
