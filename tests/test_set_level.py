@@ -236,3 +236,16 @@ def test_reference_stats_and_score_through_the_cli(colour, folders, tmp_path, ru
     board = run_cli(tmp_path, "leaderboard", "run", "--out", "board")
     assert board.returncode == 0, board.stderr
     assert f"{NAME}.fd [ref: real]" in (tmp_path / "board.csv").read_text()
+
+
+def test_eval_refuses_a_set_level_evaluator_without_reference_before_generating(colour, folders, tmp_path) -> None:
+    from vbench_pref.evaluate import GenerationOptions, check_generation_and_scoring
+
+    generation = GenerationOptions(model="builtin:tiny-wan", prompts="demo", device="cpu")
+    score = ScoreOptions(videos=tmp_path / "videos", out=tmp_path / "run", evaluators=[NAME], device="cpu")
+    with pytest.raises(VbenchPrefError, match="pass --reference NAME"):
+        check_generation_and_scoring(generation, score, tmp_path / "out")
+    real, _ = folders
+    make_reference(real)
+    score.reference = "real"
+    check_generation_and_scoring(generation, score, tmp_path / "out")
