@@ -18,6 +18,7 @@ from vbench_pref.distribution.features import FeatureStore
 from vbench_pref.distribution.reference import ReferenceMismatch, load_reference, reference_root
 from vbench_pref.distribution.reference_stats import make_reference_stats
 from vbench_pref.errors import VbenchPrefError
+from vbench_pref.evaluator import Option
 from vbench_pref.leaderboard import build_leaderboard, render_markdown
 from vbench_pref.scoring import RunInterrupted, ScoreOptions, run_scoring
 from vbench_pref.video import FrameSpec
@@ -249,3 +250,42 @@ def test_eval_refuses_a_set_level_evaluator_without_reference_before_generating(
     make_reference(real)
     score.reference = "real"
     check_generation_and_scoring(generation, score, tmp_path / "out")
+
+
+def test_dtype_and_location_options_in_the_identity(colour, folders, tmp_path) -> None:
+    real, generated = folders
+    make_reference(real)
+    with pytest.raises(ReferenceMismatch, match=r"dtype \(reference 'float32', this run 'bfloat16'\)"):
+        run_scoring(score_options(generated, tmp_path / "run", dtype="bfloat16"))
+
+    class WithPath(ColourStats):
+        options = (*ColourStats.options, Option("weights", "", "a weights file"))
+        location_options = ("weights",)
+
+    moved = WithPath(weights="/elsewhere/net.pt")
+    moved.load("cpu")
+    assert "weights" not in moved.identity()["options"]
+    load_reference("real", moved)  # where a file is does not change the features
+
+
+def test_feature_store_survives_a_torn_line_an_orphan_shard_and_a_lost_shard(tmp_path) -> None:
+    store = FeatureStore(tmp_path, "e")
+    rows = {f"v{i}": np.full((i + 1, 3), float(i), dtype=np.float32) for i in range(4)}
+    store.append([("v0", rows["v0"]), ("v1", rows["v1"])])
+    store.append([("v2", rows["v2"])])
+    with open(store.index, "a", encoding="utf-8") as handle:
+        handle.write('{"shard": "shard-000002.safetensors", "vid')  # killed mid-line
+    (store.path / "shard-000002.safetensors").write_bytes(b"orphan")  # written, never indexed
+    assert store.videos() == {"v0", "v1", "v2"}
+    store.repair()
+    store.append([("v3", rows["v3"])])  # takes the orphan's name: replaced whole
+    read = store.read(["v3", "v0", "v2", "missing"])
+    assert read.order == ("v3", "v0", "v2") and read.videos == ("v3",) * 4 + ("v0",) + ("v2",) * 3
+    assert np.array_equal(read.rows, np.vstack([rows["v3"], rows["v0"], rows["v2"]]))
+    (store.path / "shard-000001.safetensors").unlink()  # lost: only its video is redone
+    assert store.videos() == {"v0", "v1", "v3"}
+    store.append([("v2", rows["v2"])])
+    assert np.array_equal(store.read(["v2"]).rows, rows["v2"])
+    ranked = FeatureStore(tmp_path, "e", rank=1)
+    ranked.append([("v9", rows["v0"])])
+    assert "v9" in FeatureStore(tmp_path, "e").videos() and ranked.index.name == "index.rank1.jsonl"

@@ -290,8 +290,10 @@ class SetEvaluator(Evaluator):
       images for FID); fewer in either set gives a warning (None: no warning);
     - ``sample_unit``: what one feature vector stands for, ``"videos"`` or ``"frames"`` (for the warning).
 
-    Everything that changes the features must be in ``version``, ``options``, ``frame_spec()`` or the weight
-    files: a reference set records them (``identity``) and is refused by runs that differ.
+    Everything that changes the features must be in ``version``, ``options``, ``frame_spec()``, the weight
+    files or the run's dtype: a reference set records them (``identity``) and is refused by runs that differ.
+    Options that only say where a file is (a weights path: its sha256 is compared instead) are listed in
+    ``location_options`` and left out of the identity.
     """
 
     scores: ClassVar[tuple[ScoreSpec, ...]] = ()  # no per-video score
@@ -299,6 +301,7 @@ class SetEvaluator(Evaluator):
     feature_dim: ClassVar[int]
     sample_size: ClassVar[int | None] = None
     sample_unit: ClassVar[str] = "videos"
+    location_options: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def features(self, batch: Sequence[VideoSample]) -> list[np.ndarray | torch.Tensor]:
@@ -311,8 +314,17 @@ class SetEvaluator(Evaluator):
         raise TypeError(f"{self.name} is a set-level evaluator: it gives features(), not per-video scores")
 
     def identity(self) -> dict[str, Any]:
-        """What must be equal for two sets' features to be compared (recorded with a reference set); after ``load``."""
-        return set_identity(self.provenance(), self.feature_dim)
+        """What must be equal for two sets' features to be compared (recorded with a reference set).
+
+        Complete after ``load``; before it the weights, random weights and dtype are not known yet.
+        """
+        return set_identity(self.provenance(), type(self), str(self.dtype).removeprefix("torch."))
+
+    def identity_before_load(self) -> dict[str, Any]:
+        """The parts of ``identity`` known without loading anything (weights, random weights, dtype left empty)."""
+        provenance = {"name": self.name, "version": self.version, "options": dict(self.config),
+                      "frames": self.frame_spec().describe(), "weights": [], "random_weights": None}
+        return set_identity(provenance, type(self), "")
 
     @classmethod
     def distance_columns(cls) -> dict[str, DistanceSpec]:
@@ -337,14 +349,15 @@ class SetEvaluator(Evaluator):
         return card
 
 
-def set_identity(provenance: dict[str, Any], feature_dim: int) -> dict[str, Any]:
-    """A set-level evaluator's identity from its ``provenance()`` (as run.json records it, too)."""
+def set_identity(provenance: dict[str, Any], card: type[SetEvaluator], dtype: str) -> dict[str, Any]:
+    """A set-level evaluator's identity from its ``provenance()`` (as run.json records it, too) and the run's dtype."""
     return {
         "evaluator": provenance["name"],
         "version": provenance["version"],
-        "options": {k: str(v) for k, v in sorted(provenance["options"].items())},
+        "options": {k: str(v) for k, v in sorted(provenance["options"].items()) if k not in card.location_options},
         "frames": provenance["frames"],
-        "feature_dim": feature_dim,
+        "feature_dim": card.feature_dim,
         "weights": sorted(str(w.get("sha256")) for w in provenance["weights"]),
         "random_weights": provenance["random_weights"],
+        "dtype": dtype,
     }

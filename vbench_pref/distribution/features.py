@@ -59,9 +59,8 @@ class FeatureStore:
         found: list[dict[str, object]] = []
         for file in self._indexes():
             for entry in journal_entries(file):
-                if not (self.path / str(entry.get("shard"))).is_file():
-                    break  # a shard lost since: its videos and those after are redone
-                found.append(entry)
+                if (self.path / str(entry.get("shard"))).is_file():
+                    found.append(entry)  # a shard lost since: its videos are redone
         return found
 
     def videos(self) -> set[str]:
@@ -79,7 +78,10 @@ class FeatureStore:
         from safetensors.torch import save_file
 
         self.path.mkdir(parents=True, exist_ok=True)
-        number = sum(1 for _ in open(self.index, encoding="utf-8")) if self.index.is_file() else 0
+        number = 0
+        if self.index.is_file():
+            with open(self.index, encoding="utf-8") as handle:
+                number = sum(1 for _ in handle)
         name = f"{self.prefix}-{number:06d}.safetensors"
         rows = np.concatenate([np.asarray(f, dtype=np.float32) for _, f in items], axis=0)
         counts = np.array([len(f) for _, f in items], dtype=np.int64)

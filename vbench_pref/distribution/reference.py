@@ -158,8 +158,9 @@ def identity_differences(stored: dict[str, Any], current: dict[str, Any], skip: 
 
 def check_identity(name: str, evaluator: SetEvaluator, info: dict[str, Any], with_weights: bool) -> None:
     """Refuse a reference set whose features were made otherwise than ``evaluator`` makes them."""
-    skip = () if with_weights else ("weights", "random_weights")
-    differences = identity_differences(info.get("identity", {}), evaluator.identity(), skip)
+    skip = () if with_weights else ("weights", "random_weights", "dtype")  # known once loaded
+    current = evaluator.identity() if with_weights else evaluator.identity_before_load()
+    differences = identity_differences(info.get("identity", {}), current, skip)
     if differences:
         raise ReferenceMismatch(
             f"reference set {name!r} was made with other {evaluator.name} settings: {'; '.join(differences)}; "

@@ -122,7 +122,7 @@ def make_reference_stats(
                 f"{evaluator.name}: only {features.n_videos} of {len(videos)} videos of {opts.videos} gave features "
                 f"(see {work / 'errors.csv'}); a reference set needs at least 2"
             )
-        identity = set_identity(by_name[evaluator.name], evaluator.feature_dim)
+        identity = set_identity(by_name[evaluator.name], type(evaluator), str(provenance["dtype"]))
         record = {"package": {"name": "vbench-pref", "version": vbench_pref.__version__},
                   "evaluator": by_name[evaluator.name], "device": provenance.get("device"),
                   "dtype": provenance.get("dtype"), "command": provenance.get("command")}
