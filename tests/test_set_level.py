@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vbench_pref import registry
 from vbench_pref import video as video_io
 from vbench_pref.distribution.distance import frechet_distance, gaussian_stats, kid
 from vbench_pref.distribution.features import FeatureStore
@@ -289,3 +290,26 @@ def test_feature_store_survives_a_torn_line_an_orphan_shard_and_a_lost_shard(tmp
     ranked = FeatureStore(tmp_path, "e", rank=1)
     ranked.append([("v9", rows["v0"])])
     assert "v9" in FeatureStore(tmp_path, "e").videos() and ranked.index.name == "index.rank1.jsonl"
+
+
+def test_reference_stats_notices_new_weights_and_replacing_videos_drops_stale_statistics(
+    colour, folders, register, monkeypatch
+) -> None:
+    real, generated = folders
+
+    class Second(ColourStats):
+        name = "colour_stats_second_test"
+
+    class NewWeights(ColourStats):
+        def weight_provenance(self):
+            return [{"name": "net", "sha256": "cd" * 32}]
+
+    register(Second)
+    opts = ScoreOptions(videos=real, out=Path("."), evaluators=[NAME, Second.name], device="cpu")
+    assert set(make_reference_stats("real", opts).written) == {NAME, Second.name}
+    with monkeypatch.context() as patch:
+        patch.setitem(registry._registered, NAME, NewWeights)
+        with pytest.raises(ReferenceMismatch, match=r"weights \(reference \[\], this run \['cdcd"):
+            make_reference(real)  # same videos and options, other weights: not "up to date"
+    make_reference(generated, replace=True)  # other videos: the second evaluator's statistics go
+    assert sorted(p.name for p in (reference_root() / "real").iterdir() if not p.name.startswith(".")) == [NAME]

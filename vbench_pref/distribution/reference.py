@@ -210,19 +210,25 @@ def videos_digest(files: Sequence[dict[str, Any]]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def check_same_videos(name: str, digest: str, replace: bool) -> None:
-    """A reference set is one set of videos: refuse statistics of other videos under the same name."""
+def check_same_videos(name: str, digest: str, replace: bool) -> list[str]:
+    """A reference set is one set of videos: refuse statistics of other videos under the same name, or with
+    ``replace`` return the evaluators whose statistics are of other videos (to be removed)."""
+    stale = []
     for evaluator in complete_evaluators(name):
         try:
             info = json.loads((reference_root() / name / evaluator / REFERENCE_JSON).read_text(encoding="utf-8"))
             other = info["videos"]["digest"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if other != digest and not replace:
+        if other == digest:
+            continue
+        if not replace:
             raise ReferenceMismatch(
                 f"reference set {name!r} holds {evaluator} statistics of other videos ({info['videos'].get('folder')}); "
                 "use another --name, or --replace to remake it from these videos"
             )
+        stale.append(evaluator)
+    return stale
 
 
 def write_reference(

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 import vbench_pref
 from vbench_pref.distribution.features import FeatureStore
 from vbench_pref.distribution.reference import (
     REFERENCE_JSON,
-    ReferenceMismatch,
     check_identity,
     check_name,
     check_same_videos,
@@ -30,9 +31,9 @@ from vbench_pref.distribution.reference import (
     write_reference,
 )
 from vbench_pref.errors import VbenchPrefError
-from vbench_pref.evaluator import SetEvaluator, set_identity
+from vbench_pref.evaluator import SetEvaluator, SharedModels, set_identity
 from vbench_pref.matching import match_videos
-from vbench_pref.scoring import ScoreOptions, ScoreResult, build_evaluators, run_scoring
+from vbench_pref.scoring import DTYPES, ScoreOptions, ScoreResult, build_evaluators, load_evaluator, run_scoring
 
 WORK = ".work"
 
@@ -67,18 +68,21 @@ def _selected(opts: ScoreOptions) -> list[SetEvaluator]:
     return [e for e in evaluators if isinstance(e, SetEvaluator)]
 
 
-def _up_to_date(name: str, evaluator: SetEvaluator, digest: str, replace: bool) -> bool:
-    """True when the set already has this evaluator's statistics of these videos with these settings."""
+def _up_to_date(name: str, evaluator: SetEvaluator, digest: str, opts: ScoreOptions, replace: bool) -> bool:
+    """True when the set already has this evaluator's statistics of these videos with these settings.
+
+    Settings that are known only once the evaluator is loaded (weight digests, dtype) are compared by loading
+    it on the CPU: cheaper than extracting the features again, and never wrong about a changed weights file.
+    """
     if evaluator.name not in complete_evaluators(name):
         return False
     info = json.loads((reference_folder(name, evaluator.name) / REFERENCE_JSON).read_text(encoding="utf-8"))
-    try:
-        check_identity(name, evaluator, info, with_weights=False)
-    except ReferenceMismatch:
-        if replace:
-            return False
-        raise
-    return info.get("videos", {}).get("digest") == digest and not replace
+    if info.get("videos", {}).get("digest") != digest or replace:
+        return False
+    check_identity(name, evaluator, info, with_weights=False)
+    load_evaluator(evaluator, torch.device("cpu"), DTYPES[opts.dtype], SharedModels())
+    check_identity(name, evaluator, info, with_weights=True)
+    return True
 
 
 def make_reference_stats(
@@ -99,8 +103,9 @@ def make_reference_stats(
     matching = match_videos(opts.videos, None, opts.recursive)
     files = video_digests([(t.video, t.path) for t in matching.tasks])
     digest = videos_digest(files)
-    check_same_videos(name, digest, replace)
-    todo = [e for e in evaluators if not _up_to_date(name, e, digest, replace)]
+    for stale in check_same_videos(name, digest, replace):  # one name, one set of videos
+        shutil.rmtree(reference_folder(name, stale))
+    todo = [e for e in evaluators if not _up_to_date(name, e, digest, opts, replace)]
     done = [e.name for e in evaluators if e not in todo]
     if not todo:
         return ReferenceStatsResult(name, {}, done, len(matching.tasks), 0)
