@@ -209,14 +209,19 @@ def test_leaderboard_names_the_reference_set_and_never_mixes_two(colour, folders
     assert f"| {NAME}.fd [ref: real] ↓ |" in markdown
 
 
-def test_reference_stats_and_score_through_the_cli(colour, folders, tmp_path, run_cli, monkeypatch) -> None:
-    real, generated = folders
+def as_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example evaluator as an installed plug-in, for CLI subprocesses."""
     site = tmp_path / "site"
     dist = site / "colour_plugin-0.1.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: colour-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(f"[vbench_pref.evaluators]\n{NAME} = set_level_example:ColourStats\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(Path(__file__).parent)]))
+
+
+def test_reference_stats_and_score_through_the_cli(colour, folders, tmp_path, run_cli, monkeypatch) -> None:
+    real, generated = folders
+    as_plugin(tmp_path, monkeypatch)
     made = run_cli(tmp_path, "reference-stats", "--videos", str(real), "--name", "real", "-e", NAME, "--device", "cpu")
     assert made.returncode == 0, made.stderr
     assert f"{NAME} statistics of 6 videos" in made.stderr
@@ -313,3 +318,35 @@ def test_reference_stats_notices_new_weights_and_replacing_videos_drops_stale_st
             make_reference(real)  # same videos and options, other weights: not "up to date"
     make_reference(generated, replace=True)  # other videos: the second evaluator's statistics go
     assert sorted(p.name for p in (reference_root() / "real").iterdir() if not p.name.startswith(".")) == [NAME]
+
+
+def test_two_processes_store_the_same_features_and_distances_as_one(colour, folders, tmp_path, run_cli, monkeypatch) -> None:
+    real, _ = folders
+    as_plugin(tmp_path, monkeypatch)
+    make_reference(real)  # into tmp_path / "cache": the cache run_cli's subprocesses use too
+    args = ("eval", "--model", "builtin:tiny-wan", "--prompts", "demo", "-e", NAME, "--reference", "real",
+            "--device", "cpu", "--batch-size", "2")
+    one = run_cli(tmp_path, *args, "--out", "one", "--leaderboard", "board1")
+    assert one.returncode == 0, one.stderr
+    launcher = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547")
+    two = run_cli(tmp_path, *args, "--out", "two", "--leaderboard", "board2", launcher=launcher)
+    assert two.returncode == 0, two.stderr + two.stdout
+    indexes = sorted(p.name for p in (tmp_path / "two" / "run" / "features" / NAME).glob("index*"))
+    assert indexes == ["index.rank0.jsonl", "index.rank1.jsonl"]
+    videos = pd.read_csv(tmp_path / "one" / "run" / "scores.csv")["video"].tolist()
+    a = FeatureStore(tmp_path / "one" / "run", NAME).read(videos)
+    b = FeatureStore(tmp_path / "two" / "run", NAME).read(videos)
+    assert a.order == b.order == tuple(videos) and len(videos) >= 2
+    # features of the mp4s: H.264 may round a pixel differently between runs, never the content
+    assert np.abs(a.rows - b.rows).max() < 1e-3
+    summaries = [json.loads((tmp_path / run / "run" / "summary.json").read_text())["scores"] for run in ("one", "two")]
+    assert summaries[1][f"{NAME}.fd"]["n"] == len(videos) and summaries[1][f"{NAME}.fd"]["reference"] == "real"
+    assert summaries[0][f"{NAME}.fd"]["mean"] == pytest.approx(summaries[1][f"{NAME}.fd"]["mean"], rel=1e-2, abs=1e-4)
+    assert f"{NAME}.fd [ref: real]" in (tmp_path / "board2.csv").read_text()
+
+
+def test_a_set_level_evaluator_is_no_reward(colour) -> None:
+    from vbench_pref.pairs import parse_reward
+
+    with pytest.raises(VbenchPrefError, match="distance per run, not a score per video"):
+        parse_reward(NAME)
