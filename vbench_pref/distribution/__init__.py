@@ -1,0 +1,1 @@
+"""Feature networks of the distribution metrics (FID, KID, FVD): published layouts, exact preprocessing."""
