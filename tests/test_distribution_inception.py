@@ -178,6 +178,16 @@ def test_frame_selection_by_stride_and_cap() -> None:
     for bad in ({"stride": 0}, {"max_frames": 0}):
         with pytest.raises(VbenchPrefError, match="must be >= 1"):
             I.select_frames(8, **bad)
+        with pytest.raises(VbenchPrefError, match="must be >= 1"):
+            I.extractor_settings("clean", **bad)
+
+
+def test_extractor_settings_differ_with_every_choice_that_changes_features() -> None:
+    base = I.extractor_settings()
+    assert base["convention"] == "clean" and base["frame_stride"] == 1 and base["max_frames"] is None
+    others = [I.extractor_settings("pytorch_fid"), I.extractor_settings(stride=2), I.extractor_settings(max_frames=16)]
+    assert all(other != base for other in others)
+    assert json.loads(json.dumps(base)) == base  # stored beside reference statistics as it is
 
 
 # ------------------------------------------------------------------------------------------------ features

@@ -371,6 +371,26 @@ def select_frames(n_frames: int, stride: int = 1, max_frames: int | None = None)
     return np.arange(0, n_frames, stride)[:max_frames]
 
 
+RESIZE_DESCRIPTIONS = {
+    "clean": "clean-fid clean: per-channel float32 PIL bicubic to 299x299, clipped to 0-255, (x - 128) / 128",
+    "pytorch_fid": "pytorch-fid: [0, 1], torch bilinear (align_corners=False, no antialias) to 299x299, 2x - 1",
+}
+
+
+def extractor_settings(convention: Convention = "clean", stride: int = 1, max_frames: int | None = None) -> dict[str, object]:
+    """What makes features comparable: two feature sets can be compared only when these are equal."""
+    _check_convention(convention)
+    select_frames(1, stride, max_frames)  # refuses bad values here too
+    return {
+        "network": "inception-v3-fid (TF 2015-12-05 graph, pytorch-fid state dict)",
+        "features": f"pool3, {FEATURE_DIM}-d, per frame",
+        "convention": convention,
+        "preprocessing": RESIZE_DESCRIPTIONS[convention],
+        "frame_stride": stride,
+        "max_frames": max_frames,
+    }
+
+
 # ------------------------------------------------------------------------------------------------ features
 FrameBatch = np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor]
 
