@@ -176,11 +176,22 @@ class Evaluator(abc.ABC):
         """
         return self.name
 
+    def device_models(self) -> tuple[Any, ...]:
+        """The models (anything with ``.to(device)``; None while not loaded) that ``activate`` moves to
+        ``self.device`` and ``deactivate`` back to the CPU."""
+        return ()
+
     def activate(self) -> None:
         """Move this evaluator's models to ``self.device`` (called before its batches are scored)."""
+        for model in self.device_models():
+            if model is not None:
+                model.to(self.device)
 
     def deactivate(self) -> None:
         """Move models back to the CPU to free device memory for the next residency group."""
+        for model in self.device_models():
+            if model is not None:
+                model.to(torch.device("cpu"))
 
     def chunk_done(self) -> None:
         """The engine finished a chunk of videos: drop per-video caches (e.g. shared embeddings)."""
