@@ -315,3 +315,14 @@ def test_other_clip_lengths_stretch_the_position_table_in_time() -> None:
     assert model.position_table(16) is model.pos_embed
     with torch.no_grad():
         assert model(videomae.preprocess_videomae(clips(1, frames=8))).shape == (1, 32)
+
+
+@pytest.mark.parametrize("preprocess", [i3d.preprocess_i3d, videomae.preprocess_videomae])
+def test_clips_of_different_sizes_preprocess_as_each_alone(preprocess) -> None:
+    small, large = clips(1, frames=2, height=24, width=40)[0], clips(1, frames=2, height=36, width=20, seed=1)[0]
+    got = preprocess([small, large], size=16)
+    assert got.shape == (2, 3, 2, 16, 16)
+    assert torch.equal(got[0], preprocess(small[None], size=16)[0])
+    assert torch.equal(got[1], preprocess(large[None], size=16)[0])
+    with pytest.raises(VbenchPrefError, match="no clips"):
+        preprocess([])

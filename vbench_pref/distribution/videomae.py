@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vbench_pref.distribution.checkpoints import checkpoint_path, load_strict, read_state
+from vbench_pref.distribution.clips import Clips, each_clip
 from vbench_pref.distribution.weights import VIDEOMAE_WEIGHTS
 from vbench_pref.errors import VbenchPrefError
 
@@ -177,15 +179,18 @@ class VideoMAEv2(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- input
-def preprocess_videomae(videos: torch.Tensor, *, size: int = VIDEOMAE_SIZE) -> torch.Tensor:
-    """(B, T, H, W, 3) uint8 clips -> (B, 3, T, size, size) float32 in [0, 1], as cd-fvd feeds VideoMAE:
-    scaled to [0, 1] first, then bilinear straight to ``size`` x ``size`` without antialiasing; no mean/std."""
-    if videos.dim() != 5 or videos.shape[-1] != 3:
-        raise VbenchPrefError(f"clips must be (batch, frames, height, width, 3), got {tuple(videos.shape)}")
+def preprocess_videomae(videos: Clips, *, size: int = VIDEOMAE_SIZE) -> torch.Tensor:
+    """(B, T, H, W, 3) uint8 clips (or a sequence of (T, H, W, 3) clips of any sizes) -> (B, 3, T, size, size)
+    float32 in [0, 1], as cd-fvd feeds VideoMAE: scaled to [0, 1] first, then bilinear straight to ``size`` x
+    ``size`` without antialiasing; no mean/std."""
+    return each_clip(videos, partial(_preprocess_videomae, size=size))
+
+
+def _preprocess_videomae(videos: torch.Tensor, size: int) -> torch.Tensor:
     b, t, h, w, c = videos.shape
     frames = videos.reshape(b * t, h, w, c).permute(0, 3, 1, 2).to(torch.float32) / 255
     frames = F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-    return frames.reshape(b, t, c, size, size).transpose(1, 2)
+    return frames.reshape(b, t, c, size, size).transpose(1, 2).contiguous()
 
 
 # --------------------------------------------------------------------------------------------- weights
@@ -228,8 +233,7 @@ def random_videomae(size: Size = "full", *, seed: int = 0, device: str | torch.d
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        with torch.device(device):
-            model = VideoMAEv2(config(size))
+        model = VideoMAEv2(config(size))  # drawn on the CPU: the same weights whatever the device
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if name.endswith("weight") and p.dim() > 1:
@@ -238,7 +242,7 @@ def random_videomae(size: Size = "full", *, seed: int = 0, device: str | torch.d
                     nn.init.normal_(p, mean=1.0, std=0.1)
                 else:
                     nn.init.normal_(p, std=0.02)
-    return model.eval()
+    return model.to(device).eval()
 
 
 def write_random_videomae(path: str | os.PathLike[str], *, size: Size = "tiny", seed: int = 0,
