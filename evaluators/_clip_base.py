@@ -158,14 +158,13 @@ class ClipFamilyEvaluator(Evaluator):
     def load_heads(self) -> None:
         """Read any weights besides the backbone (after ``self.backbone`` is set)."""
 
-    def activate(self) -> None:
-        if self.backbone is not None:
-            self.backbone.to(self.device)
+    def device_models(self) -> tuple[Any, ...]:
+        return (self.backbone,)
 
     def deactivate(self) -> None:
         if self.backbone is not None:
             self.backbone.clear_images()
-            self.backbone.to(torch.device("cpu"))
+        super().deactivate()
 
     def chunk_done(self) -> None:
         if self.backbone is not None:
@@ -206,3 +205,35 @@ def _local_file(value: str, spec: weight_files.WeightSpec | None) -> Path:
     if not path.is_file():
         raise WeightsMissingError(f"weight file {path} does not exist")
     return path
+
+
+def resolve_weights_option(value: str, spec: weight_files.WeightSpec, evaluator: str,
+                           option: str = "weights") -> tuple[Path, dict[str, Any]]:
+    """A ``weights`` option's file ('official': the manifest's; else a file or a folder holding it) and what
+    run.json records about it. A file named otherwise than the manifest's is the user's own checkpoint:
+    recorded with its sha256, unverified."""
+    if value == "official":
+        resolved = weight_files.resolve(spec, None, evaluator=evaluator, option=option)
+    else:
+        path = _local_file(value, spec)
+        if path.name != spec.filename:
+            return path, {"option": option, "weights": "local", "file": str(path),
+                          "sha256": weight_files.file_digests(path)["sha256"],
+                          "verified_by": "unverified (a user checkpoint: its name is not the manifest's)"}
+        resolved = weight_files.resolve(spec, str(path), evaluator=evaluator, option=option)
+    return resolved.path, {"option": option, **resolved.provenance()}
+
+
+def weights_option_missing(value: str, spec: weight_files.WeightSpec, evaluator: str) -> str | None:
+    """``missing_weights`` of a ``weights`` option ('official', 'random', or a file or folder): None when
+    ``load`` can find the file, else the one line saying how to get it."""
+    try:
+        if value == "random":
+            return None
+        if value != "official":
+            _local_file(value, spec)
+        elif weight_files.locate(spec) is None:
+            return weight_files.missing_message(spec, evaluator, "weights")
+    except VbenchPrefError as exc:
+        return str(exc)
+    return None

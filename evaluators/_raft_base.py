@@ -49,13 +49,8 @@ class RaftEvaluator(Evaluator):
         super().load(device, dtype, shared)
         self._model, self._provenance = build_raft(self.config["model"], self.config["weights"], self.name)
 
-    def activate(self) -> None:
-        if self._model is not None:
-            self._model.to(self.device)
-
-    def deactivate(self) -> None:
-        if self._model is not None:
-            self._model.to("cpu")
+    def device_models(self) -> tuple[Any, ...]:
+        return (self._model,)
 
     def weight_provenance(self) -> list[dict[str, Any]]:
         return [dict(self._provenance)] if self._provenance else []

@@ -18,7 +18,6 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from vbench_pref import weights as weight_files
 from vbench_pref.errors import VbenchPrefError, WeightsMissingError
 from vbench_pref.evaluator import Evaluator, Option, SharedModels, VideoSample
 from vbench_pref.scoring import video_seed
@@ -26,7 +25,7 @@ from vbench_pref.video import FrameSpec
 from vbench_pref.vqa import models, views
 from vbench_pref.weights import WeightSpec
 
-from ._clip_base import _local_file
+from ._clip_base import resolve_weights_option, weights_option_missing
 
 PRECISIONS = ("run", "reference", "float32")
 SEED_RULE = (
@@ -116,17 +115,7 @@ class VQAEvaluator(Evaluator):
         return f"vqa:{self.family}:{c['weights']}:{c['random_size']}"
 
     def missing_weights(self) -> str | None:
-        value = str(self.config["weights"])
-        try:
-            if value == "random":
-                return None
-            if value != "official":
-                _local_file(value, self.weight_spec)
-            elif weight_files.locate(self.weight_spec) is None:
-                return weight_files.missing_message(self.weight_spec, self.name, "weights")
-        except VbenchPrefError as exc:
-            return str(exc)
-        return None
+        return weights_option_missing(str(self.config["weights"]), self.weight_spec, self.name)
 
     # --- loading ---
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
@@ -143,27 +132,12 @@ class VQAEvaluator(Evaluator):
         self.network, self._size = _load_any_size(self.family, path)
 
     def _resolve(self, value: str) -> Path:
-        spec = self.weight_spec
-        if value == "official":
-            resolved = weight_files.resolve(spec, None, evaluator=self.name, option="weights")
-        else:
-            path = _local_file(value, spec)
-            if path.name != spec.filename:  # the user's own checkpoint, not a copy of the published file
-                self._weights.append({"option": "weights", "weights": "local", "file": str(path),
-                                      "sha256": weight_files.file_digests(path)["sha256"],
-                                      "verified_by": "unverified (a user checkpoint: its name is not the manifest's)"})
-                return path
-            resolved = weight_files.resolve(spec, str(path), evaluator=self.name, option="weights")
-        self._weights.append({"option": "weights", **resolved.provenance()})
-        return resolved.path
+        path, provenance = resolve_weights_option(value, self.weight_spec, self.name)
+        self._weights.append(provenance)
+        return path
 
-    def activate(self) -> None:
-        if self.network is not None:
-            self.network.to(self.device)
-
-    def deactivate(self) -> None:
-        if self.network is not None:
-            self.network.to(torch.device("cpu"))
+    def device_models(self) -> tuple[Any, ...]:
+        return (self.network,)
 
     def weight_provenance(self) -> list[dict[str, Any]]:
         return [{"family": self.family, "size": self._size, **w} for w in self._weights]

@@ -17,7 +17,7 @@ embedding is cast to float32 before the normalisation and the head, as VBench do
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -134,15 +134,8 @@ class Aesthetic(ClipFamilyEvaluator):
                 raise VbenchPrefError(f"{path} is not the aesthetic {kind} head for width {width}: {_first_line(exc)}") from exc
         self.head = head.eval().requires_grad_(False)
 
-    def activate(self) -> None:
-        super().activate()
-        if self.head is not None:
-            self.head.to(self.device)
-
-    def deactivate(self) -> None:
-        super().deactivate()
-        if self.head is not None:
-            self.head.to("cpu")
+    def device_models(self) -> tuple[Any, ...]:
+        return (*super().device_models(), self.head)
 
     def weight_provenance(self) -> list[dict]:
         return [{"head": self.config["head"], **w} for w in super().weight_provenance()]

@@ -246,13 +246,8 @@ class VideoAlign(Evaluator):
             raise VbenchPrefError("videoalign: the base model's files are in different hub snapshots; pull them again")
         return folders.pop()
 
-    def activate(self) -> None:
-        if self.model is not None:
-            self.model.to(self.device)
-
-    def deactivate(self) -> None:
-        if self.model is not None:
-            self.model.to(torch.device("cpu"))
+    def device_models(self) -> tuple[Any, ...]:
+        return (self.model,)
 
     def weight_provenance(self) -> list[dict[str, Any]]:
         return list(self._weights)

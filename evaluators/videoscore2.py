@@ -158,13 +158,8 @@ class VideoScore2Evaluator(Evaluator):
     def residency_key(self) -> str:
         return f"{self.name}:{self.config['weights']}:{self.config['random_size']}:{self.config['precision']}"
 
-    def activate(self) -> None:
-        if self.scorer is not None:
-            self.scorer.to(self.device)
-
-    def deactivate(self) -> None:
-        if self.scorer is not None:
-            self.scorer.to(torch.device("cpu"))
+    def device_models(self) -> tuple[Any, ...]:
+        return (self.scorer,)
 
     def chunk_done(self) -> None:
         self._held.clear()

@@ -121,7 +121,7 @@ def test_help_imports_no_heavy_module() -> None:
         "from vbench_pref.cli import app\n"
         "commands = [[], ['eval'], ['generate'], ['pairs'], ['score'], ['train-pgdpo'], ['precompute'],\n"
         "            ['lab', 'displacement'], ['leaderboard'], ['evaluators'], ['weights', 'pull'],\n"
-        "            ['plot-training'], ['examples'], ['demo']]\n"
+        "            ['plot-training'], ['examples'], ['demo'], ['reference-stats']]\n"
         "commands += [['study'], ['study', 'create'], ['study', 'invite'], ['study', 'export-pairs'], ['study', 'results'],\n"
         "            ['study', 'serve'], ['browse']]\n"
         "for command in commands:\n"

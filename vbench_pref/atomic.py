@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def _umask() -> int:
@@ -78,3 +79,15 @@ def cut_torn_line(path: str | os.PathLike[str]) -> None:
     if end != len(data):
         with open(file, "r+b") as handle:
             handle.truncate(end)
+
+
+def journal_entries(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """The JSON lines of a journal up to a torn (no newline: a killed writer's) or unreadable line."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                return
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                return

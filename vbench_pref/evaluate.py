@@ -31,7 +31,10 @@ from vbench_pref.generate.runner import GenerationResult, generate
 from vbench_pref.preflight import (
     check_at_least, check_device, check_output_file, check_output_folder, check_range, check_seed,
 )
-from vbench_pref.scoring import DTYPES, ScoreOptions, ScoreResult, check_evaluators, check_score_options, run_scoring
+from vbench_pref.evaluator import SetEvaluator
+from vbench_pref.scoring import (
+    DTYPES, ScoreOptions, ScoreResult, check_evaluators, check_score_options, check_set_level, run_scoring,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,7 @@ class EvalOptions:
     leaderboard: Path | None = Path("runs/leaderboard")
     reported: list[str] = field(default_factory=list)
     command: list[str] | None = None
+    reference: str | None = None  # as ``score --reference``
 
 
 @dataclass
@@ -113,7 +117,8 @@ def check_generation_and_scoring(
     options, devices, evaluator weights and the output folder."""
     check_generation_options(generation, procs)
     check_score_options(score_opts, procs)
-    check_evaluators(score_opts.evaluators, score_opts.evaluator_options)
+    evaluators, _ = check_evaluators(score_opts.evaluators, score_opts.evaluator_options)
+    check_set_level(score_opts.reference, [e for e in evaluators if isinstance(e, SetEvaluator)])
     check_output_folder(out)
 
 
@@ -220,7 +225,7 @@ def run_eval(
         evaluator_options=opts.evaluator_options, device=opts.generation.device, dtype=opts.score_dtype,
         batch_size=opts.score_batch_size, backend=opts.backend, workers=opts.workers, chunk_videos=opts.chunk_videos,
         memory_budget=opts.memory_budget,
-        seed=opts.generation.seed, command=opts.command, suite=suite_name(suite),
+        seed=opts.generation.seed, command=opts.command, suite=suite_name(suite), reference=opts.reference,
     )
     # everything the scoring and the leaderboard need is checked before the first video is generated
     check_generation_and_scoring(opts.generation, score_opts, out, procs)

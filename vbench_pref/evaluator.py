@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
@@ -176,11 +176,22 @@ class Evaluator(abc.ABC):
         """
         return self.name
 
+    def device_models(self) -> tuple[Any, ...]:
+        """The models (anything with ``.to(device)``; None while not loaded) that ``activate`` moves to
+        ``self.device`` and ``deactivate`` back to the CPU."""
+        return ()
+
     def activate(self) -> None:
         """Move this evaluator's models to ``self.device`` (called before its batches are scored)."""
+        for model in self.device_models():
+            if model is not None:
+                model.to(self.device)
 
     def deactivate(self) -> None:
         """Move models back to the CPU to free device memory for the next residency group."""
+        for model in self.device_models():
+            if model is not None:
+                model.to(torch.device("cpu"))
 
     def chunk_done(self) -> None:
         """The engine finished a chunk of videos: drop per-video caches (e.g. shared embeddings)."""
@@ -247,3 +258,117 @@ class Evaluator(abc.ABC):
                 for o in cls.options
             ],
         }
+
+
+@dataclass(frozen=True)
+class DistanceSpec:
+    """One run-level number of a set-level evaluator: a distance between the run's features and a reference set's.
+
+    ``kind``: ``"frechet"`` (Fréchet distance of the fitted Gaussians: FVD, FID) or ``"kid"`` (unbiased
+    polynomial-kernel MMD^2); see ``vbench_pref.distribution.distance``. Every distance is lower-is-better.
+    """
+
+    name: str
+    kind: Literal["frechet", "kid"]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("frechet", "kid"):
+            raise ValueError(f"DistanceSpec.kind must be 'frechet' or 'kid', got {self.kind!r}")
+
+    @property
+    def range(self) -> tuple[float, float]:
+        # the Fréchet distance is >= 0; the unbiased MMD^2 estimate can dip below 0
+        return (0.0, math.inf) if self.kind == "frechet" else (-math.inf, math.inf)
+
+
+class SetEvaluator(Evaluator):
+    """An evaluator of a set of videos: per video it gives feature vectors, per run distances to a reference set.
+
+    To wrap a feature network, fill the card and implement ``features``; ``load``, ``activate``,
+    ``deactivate``, ``missing_weights``, ``required_weights``, ``weight_provenance`` and ``options`` are as
+    for per-video evaluators. The engine decodes each video once into ``frame_spec()``, batches videos
+    (``--batch-size``), calls ``features`` and stores the rows in the run folder (``features/<name>/``,
+    resumable); when the run finishes it fits the run's rows and the reference set's (``--reference``) and
+    writes each distance of ``distances`` to summary.json with its bootstrap interval.
+
+    Card, beside ``name``, ``version``, ``frames``, ``weights``, ``reference``, ``description``:
+
+    - ``distances``: the distances it reports (``DistanceSpec``); the summary column of a single distance is
+      the evaluator's name, of several ``<name>.<distance>``;
+    - ``feature_dim``: the length of one feature vector;
+    - ``sample_size``: the number of feature vectors its users report with (2048 videos for FVD, 50000
+      images for FID); fewer in either set gives a warning (None: no warning);
+    - ``sample_unit``: what one feature vector stands for, ``"videos"`` or ``"frames"`` (for the warning).
+
+    Everything that changes the features must be in ``version``, ``options``, ``frame_spec()``, the weight
+    files or the run's dtype: a reference set records them (``identity``) and is refused by runs that differ.
+    Options that only say where a file is (a weights path: its sha256 is compared instead) are listed in
+    ``location_options`` and left out of the identity.
+    """
+
+    scores: ClassVar[tuple[ScoreSpec, ...]] = ()  # no per-video score
+    distances: ClassVar[tuple[DistanceSpec, ...]]
+    feature_dim: ClassVar[int]
+    sample_size: ClassVar[int | None] = None
+    sample_unit: ClassVar[str] = "videos"
+    location_options: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def features(self, batch: Sequence[VideoSample]) -> list[np.ndarray | torch.Tensor]:
+        """Per video of ``batch``, in order, its feature vectors: ``(feature_dim,)`` or ``(k, feature_dim)``
+        (k >= 1, e.g. one per frame for FID). Raise ScoreError (or any exception) when a video cannot be
+        featurised; the engine then retries the batch one video at a time and records the failing ones.
+        """
+
+    def score(self, batch: Sequence[VideoSample]) -> dict[str, np.ndarray]:
+        raise TypeError(f"{self.name} is a set-level evaluator: it gives features(), not per-video scores")
+
+    def identity(self) -> dict[str, Any]:
+        """What must be equal for two sets' features to be compared (recorded with a reference set).
+
+        Complete after ``load``; before it the weights, random weights and dtype are not known yet.
+        """
+        return set_identity(self.provenance(), type(self), str(self.dtype).removeprefix("torch."))
+
+    def identity_before_load(self) -> dict[str, Any]:
+        """The parts of ``identity`` known without loading anything (weights, random weights, dtype left empty)."""
+        provenance = {"name": self.name, "version": self.version, "options": dict(self.config),
+                      "frames": self.frame_spec().describe(), "weights": [], "random_weights": None}
+        return set_identity(provenance, type(self), "")
+
+    @classmethod
+    def distance_columns(cls) -> dict[str, DistanceSpec]:
+        """Summary column -> distance: ``<evaluator>`` for a single distance, else ``<evaluator>.<distance>``."""
+        if len(cls.distances) == 1:
+            return {cls.name: cls.distances[0]}
+        return {f"{cls.name}.{d.name}": d for d in cls.distances}
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return list(cls.distance_columns())
+
+    @classmethod
+    def card(cls) -> dict[str, Any]:
+        card = super().card()
+        card["scores"] = [
+            {"column": column, "name": d.name, "higher_is_better": False, "range": list(d.range),
+             "description": d.description, "kind": d.kind}
+            for column, d in cls.distance_columns().items()
+        ]
+        card.update(set_level=True, feature_dim=cls.feature_dim, sample_size=cls.sample_size, sample_unit=cls.sample_unit)
+        return card
+
+
+def set_identity(provenance: dict[str, Any], card: type[SetEvaluator], dtype: str) -> dict[str, Any]:
+    """A set-level evaluator's identity from its ``provenance()`` (as run.json records it, too) and the run's dtype."""
+    return {
+        "evaluator": provenance["name"],
+        "version": provenance["version"],
+        "options": {k: str(v) for k, v in sorted(provenance["options"].items()) if k not in card.location_options},
+        "frames": provenance["frames"],
+        "feature_dim": card.feature_dim,
+        "weights": sorted(str(w.get("sha256")) for w in provenance["weights"]),
+        "random_weights": provenance["random_weights"],
+        "dtype": dtype,
+    }

@@ -13,6 +13,12 @@ Inputs
       participants and prompts) and n = judgements; the baseline's row has no value. Source
       ``study:<study id>``; a column note under the tables says what the number is.
 
+Distances
+    A set-level evaluator's distance (FVD, FID, KID; summary.json entries with ``kind: distance``) is lower
+    is better and its column names the reference set it was measured against, ``<column> [ref: <set>]``, so
+    distances to different reference sets are never in one column. Its ``n`` is the generated videos and its
+    interval the distance's bootstrap interval; having no per-video scores, it is separated by intervals.
+
 Sections
     Numbers are only compared when they were measured on the same prompts. Measured runs are grouped by
     their prompt suite, as run.json records it (``suite``: name, and the sha256 of the prompt ids and
@@ -340,6 +346,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> list[Row]:
         column = str(column)
         if not isinstance(entry, dict):
             raise VbenchPrefError(f"{summary_json}: score {column!r} is not an object")
+        column = distance_column(column, entry)
         row.scores[column] = _as_float(entry.get("mean"))
         row.column_runs[column] = run_id
         n = entry.get("n")
@@ -354,6 +361,13 @@ def load_run(run_dir: str | os.PathLike[str]) -> list[Row]:
     row.n_videos = max(row.n.values()) if row.n else None
     row.per_prompt = _per_prompt_scores(run_dir / "scores.csv", row.scores)
     return [row]
+
+
+def distance_column(column: str, entry: Mapping[str, Any]) -> str:
+    """A set-level distance's column names its reference set (``fvd [ref: ucf101]``): distances to different
+    reference sets never share a column."""
+    reference = entry.get("reference")
+    return f"{column} [ref: {reference}]" if entry.get("kind") == "distance" and reference else column
 
 
 def _parse_metadata(path: Path, lines: list[str]) -> tuple[dict[str, bool], str, str]:

@@ -23,6 +23,7 @@ from vbench_pref import registry
 from vbench_pref.atomic import atomic_path, atomic_write_text
 from vbench_pref.distributed import processes
 from vbench_pref.errors import VbenchPrefError
+from vbench_pref.evaluator import SetEvaluator
 from vbench_pref.evaluate import GenerationOptions, check_generation_and_scoring, generate_videos, release
 from vbench_pref.generate.prompts import load_suite
 from vbench_pref.preflight import check_range
@@ -50,6 +51,8 @@ def parse_reward(spec: str) -> Reward:
     """
     name, _, score = spec.partition(".")
     cls = registry.get(name)
+    if issubclass(cls, SetEvaluator):
+        raise VbenchPrefError(f"--reward {name}: a set-level evaluator gives a distance per run, not a score per video")
     columns = cls.column_specs()
     by_score = {s.name: (column, s) for column, s in columns.items()}
     if not score and len(by_score) > 1 and cls.primary_score is not None:

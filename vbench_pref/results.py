@@ -9,6 +9,9 @@ Files of a run directory::
     errors.csv      video, evaluator, error — one row per (video, evaluator) that could not be scored
     summary.csv     per score column: mean, std, n, n_missing, ci95_low, ci95_high (+ direction)
     summary.json    the same plus n_videos, for the leaderboard
+    features/       set-level evaluators' feature vectors (``vbench_pref.distribution.features``); their
+                    distances to the reference set join summary.csv/json when the run finishes, with
+                    ``reference`` (the set's name) and ``n_reference`` (its videos)
     run.json        provenance and the configuration this directory is bound to
 
 Every file but the journal is rewritten whole through a temporary file and one rename.
@@ -195,8 +198,12 @@ class RunDir:
         records: list[Record],
         random_columns: tuple[str, ...] = (),
         model_random_weights: bool | None = None,
+        distances: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Rewrite scores/errors/summary from the journal. ``columns``: column -> (evaluator, spec).
+
+        ``distances``: summary entries of set-level evaluators (``distribution.aggregate.distance_entries``),
+        added to summary.json and summary.csv as they are.
 
         Columns in ``random_columns`` come from random-weight smoke-test models: every file says so (a
         ``random_weights`` column in scores.csv and summary.csv, a flag in summary.json). scores.csv also
@@ -242,6 +249,7 @@ class RunDir:
             }
             for column, (evaluator, spec) in columns.items()
         }
+        summary.update(distances or {})
         self._write_frame(scores, "scores.csv")
         with atomic_path(self.path / "scores.parquet") as tmp:
             scores.to_parquet(tmp, index=False)
@@ -257,6 +265,7 @@ class RunDir:
                 "ci95_high": s["ci95"][1],
                 "higher_is_better": s["higher_is_better"],
                 "random_weights": s["random_weights"],
+                **({"reference": s.get("reference"), "n_reference": s.get("n_reference")} if distances else {}),
             }
             for column, s in summary.items()
         ]

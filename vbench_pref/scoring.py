@@ -40,7 +40,8 @@ import torch
 import vbench_pref
 from vbench_pref import registry
 from vbench_pref.errors import EXIT_OK, EXIT_PARTIAL, VbenchPrefError, VideoDecodeError, WeightsMissingError
-from vbench_pref.evaluator import Evaluator, ScoreSpec, SharedModels, VideoSample
+from vbench_pref.distribution.features import FeatureStore
+from vbench_pref.evaluator import Evaluator, ScoreSpec, SetEvaluator, SharedModels, VideoSample
 from vbench_pref.generate.prompts import prompt_id
 from vbench_pref.matching import Matching, VideoTask, match_videos
 from vbench_pref.distributed import Processes
@@ -79,6 +80,8 @@ class ScoreOptions:
     suite: str | None = None  # the prompt suite's name (``eval`` gives it); default: see suite_identity
     allow_outside_paths: bool = False  # a manifest may list videos outside ``videos``
     memory_budget: int | str | None = None  # bytes of frames held at once, e.g. "4GB"; None: chunk_videos only
+    reference: str | None = None  # the reference set of set-level evaluators (``reference-stats --name``)
+    features_only: bool = False  # set-level evaluators store features, no distance (``reference-stats``)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*((?:[KMGT]I?)?B?)\s*$", re.IGNORECASE)
@@ -167,6 +170,9 @@ def build_evaluators(
         return chosen, skipped
     chosen = []
     for name, cls in registry.available().items():
+        if issubclass(cls, SetEvaluator):  # a distance needs a reference set: only when asked for
+            skipped[name] = f"set-level: select it with -e {name} and --reference SET"
+            continue
         evaluator = cls(**options.get(name, {}))
         reason = evaluator.missing_weights()
         if reason is None and cls.needs_prompt and not with_prompts:
@@ -236,8 +242,8 @@ def random_weight_columns(evaluators: Sequence[Evaluator]) -> tuple[str, ...]:
 
 
 def _run_config(opts: ScoreOptions, evaluators: Sequence[Evaluator], matching: Matching, device: torch.device) -> dict[str, Any]:
-    """What a run directory is bound to: anything that can change a score."""
-    return {
+    """What a run directory is bound to: anything that can change a score (and the reference set of distances)."""
+    config: dict[str, Any] = {
         "evaluators": {
             e.name: {
                 "version": e.version,
@@ -253,6 +259,9 @@ def _run_config(opts: ScoreOptions, evaluators: Sequence[Evaluator], matching: M
         "dtype": opts.dtype,
         "seed": opts.seed,
     }
+    if opts.reference is not None:  # only then: runs without distances keep the configuration they had
+        config["reference"] = opts.reference
+    return config
 
 
 @dataclass
@@ -306,6 +315,7 @@ class _Engine:
         device: torch.device | str = "cpu",
         materializes: bool = True,
         model_random_weights: bool | None = None,
+        rank: int | None = None,
     ) -> None:
         self.opts = opts
         self.evaluators = list(evaluators)
@@ -318,7 +328,13 @@ class _Engine:
         self.on_video = on_video
         self.materializes = materializes  # sharded runs: only the main process writes the views, at the end
         self.last_materialized = time.monotonic()
-        done = {(r.video, r.evaluator) for r in records if r.error is None}
+        # a set-level evaluator's video is done once its features are stored (the journal only says so after)
+        self.stores = {e.name: FeatureStore(run_dir.path, e.name, rank) for e in evaluators if isinstance(e, SetEvaluator)}
+        self.distances: dict[str, dict[str, Any]] = {}
+        done = {(r.video, r.evaluator) for r in records if r.error is None and r.evaluator not in self.stores}
+        for name, store in self.stores.items():
+            store.repair()
+            done |= {(video, name) for video in store.videos()}
         self.needs = {
             t.video: [e for e in evaluators if (t.video, e.name) not in done] for t in tasks
         }
@@ -455,7 +471,12 @@ class _Engine:
             videos = [(t, p) for t, p in videos if spec not in p.failed_views]
         for start in range(0, len(videos), self.opts.batch_size):
             batch = [self._sample(evaluator, t, p) for t, p in videos[start : start + self.opts.batch_size]]
-            self._commit(score_isolated(evaluator, batch))
+            if isinstance(evaluator, SetEvaluator):
+                features, records = features_isolated(evaluator, batch)
+                self.stores[evaluator.name].append(features)  # durable before the journal says done
+                self._commit(records)
+            else:
+                self._commit(score_isolated(evaluator, batch))
             if time.monotonic() - self.last_materialized > MATERIALIZE_EVERY_S:
                 self.materialize()
 
@@ -508,7 +529,7 @@ class _Engine:
         if not self.materializes:
             return {}
         return self.run_dir.materialize(
-            self.tasks, self.columns, self.records, self.random_columns, self.model_random_weights
+            self.tasks, self.columns, self.records, self.random_columns, self.model_random_weights, self.distances
         )
 
 
@@ -538,6 +559,41 @@ def score_isolated(evaluator: Evaluator, batch: list[VideoSample]) -> list[Recor
         Record(sample.video, evaluator.name, {k: float(v[i]) for k, v in values.items()})
         for i, sample in enumerate(batch)
     ]
+
+
+def _check_features(evaluator: SetEvaluator, values: Sequence[Any], batch: Sequence[VideoSample]) -> list[np.ndarray]:
+    if len(values) != len(batch):
+        raise RuntimeError(f"{evaluator.name}.features returned {len(values)} items for {len(batch)} videos")
+    checked = []
+    for sample, value in zip(batch, values):
+        array = value.detach().float().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, dtype=np.float64)
+        rows = array.reshape(1, -1) if array.ndim == 1 else array
+        if rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] != evaluator.feature_dim:
+            raise RuntimeError(
+                f"{evaluator.name}.features gave shape {tuple(array.shape)} for {sample.video}; its card declares "
+                f"(k, {evaluator.feature_dim})"
+            )
+        if not np.isfinite(rows).all():
+            raise VbenchPrefError(f"{evaluator.name}: the features of {sample.video} hold NaN or infinite values")
+        checked.append(rows)
+    return checked
+
+
+def features_isolated(evaluator: SetEvaluator, batch: list[VideoSample]) -> tuple[list[tuple[str, np.ndarray]], list[Record]]:
+    """Feature rows of a batch and its journal records; when it fails, video by video, as ``score_isolated``."""
+    try:
+        rows = _check_features(evaluator, evaluator.features(batch), batch)
+    except Exception as batch_error:  # noqa: BLE001 - any failure is recorded per video
+        if len(batch) == 1:
+            return [], [Record(batch[0].video, evaluator.name, error=_one_line(batch_error))]
+        features: list[tuple[str, np.ndarray]] = []
+        records: list[Record] = []
+        for sample in batch:
+            one, record = features_isolated(evaluator, [sample])
+            features += one
+            records += record
+        return features, records
+    return [(s.video, r) for s, r in zip(batch, rows)], [Record(s.video, evaluator.name) for s in batch]
 
 
 def _one_line(error: BaseException) -> str:
@@ -641,6 +697,9 @@ def run_scoring(
                 f"{', '.join(matching.left_out[:5])}{' ...' if len(matching.left_out) > 5 else ''} (see inputs.left_out in run.json)")
     with_prompts = all(t.prompt is not None for t in matching.tasks)
     evaluators, skipped = check_evaluators(opts.evaluators, opts.evaluator_options, with_prompts)
+    set_level = [e for e in evaluators if isinstance(e, SetEvaluator)]
+    if not opts.features_only:
+        check_set_level(opts.reference, set_level)
     check_output_folder(opts.out)
     config = _run_config(opts, evaluators, matching, device)
     run_dir = RunDir(opts.out, shard_journal(procs.rank) if procs.distributed else RECORDS)
@@ -650,6 +709,8 @@ def run_scoring(
     for evaluator in evaluators:  # weights are read before anything is written
         log.info("loading evaluator %s", evaluator.name)
         load_evaluator(evaluator, device, DTYPES[opts.dtype], shared)
+    if set_level and not opts.features_only:
+        check_set_level(opts.reference, set_level, with_weights=True)  # weight digests are known once loaded
     previous = run_dir.read_run_json() or {}
     created = previous.get("created", now_iso())
     run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -659,6 +720,8 @@ def run_scoring(
     provenance = _provenance(opts, evaluators, matching, config, device, created)
     provenance["status"] = {"complete": False, "videos": len(matching.tasks)}
     provenance["processes"] = procs.world
+    if set_level and not opts.features_only:
+        provenance["reference"] = reference_provenance(str(opts.reference), set_level)
     if procs.is_main:
         run_dir.write_run_json(provenance)
 
@@ -666,7 +729,7 @@ def run_scoring(
     shard = matching.tasks[procs.rank :: procs.world]
     engine = _Engine(
         opts, evaluators, shard, run_dir, records, on_video or (lambda: None), device, materializes=procs.is_main,
-        model_random_weights=provenance["model_random_weights"],
+        model_random_weights=provenance["model_random_weights"], rank=procs.rank if procs.distributed else None,
     )
     if on_start is not None:
         on_start(len(shard), len(engine.todo()), skipped, resumed)
@@ -689,6 +752,8 @@ def run_scoring(
         if error is not None:
             raise error
         raise VbenchPrefError(f"another process failed while scoring; what finished is kept in {opts.out}: rerun")
+    if set_level and not opts.features_only and not interrupted and procs.is_main:
+        engine.distances = run_distances(opts.out, str(opts.reference), set_level, matching.tasks, on_note)
     summary = engine.materialize()
     latest = latest_records(engine.records)
     videos = {t.video for t in matching.tasks}
@@ -712,6 +777,53 @@ def run_scoring(
     if interrupted:
         raise RunInterrupted(result)
     return result
+
+
+def check_set_level(reference: str | None, evaluators: Sequence[SetEvaluator], with_weights: bool = False) -> None:
+    """Set-level evaluators need a reference set made with their settings; one-line errors otherwise."""
+    from vbench_pref.distribution.reference import check_references, require_reference
+
+    require_reference(reference, evaluators)
+    if evaluators:
+        assert reference is not None
+        check_references(reference, evaluators, with_weights)
+
+
+def reference_provenance(reference: str, evaluators: Sequence[SetEvaluator]) -> dict[str, Any]:
+    """What run.json records about the reference set: its name and, per evaluator, what identifies its statistics."""
+    from vbench_pref.distribution.reference import read_info
+
+    sets = {}
+    for evaluator in evaluators:
+        info = read_info(reference, evaluator.name)
+        sets[evaluator.name] = {key: info.get(key) for key in ("created", "n_videos", "n_features", "stats_sha256")}
+        sets[evaluator.name]["videos_digest"] = info.get("videos", {}).get("digest")
+        sets[evaluator.name]["videos_folder"] = info.get("videos", {}).get("folder")
+    return {"name": reference, "evaluators": sets}
+
+
+def run_distances(
+    out: Path,
+    reference: str,
+    evaluators: Sequence[SetEvaluator],
+    tasks: Sequence[VideoTask],
+    on_note: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Each set-level evaluator's distances between the run's stored features and the reference set's."""
+    from vbench_pref.distribution.aggregate import distance_entries
+    from vbench_pref.distribution.reference import load_reference
+
+    entries: dict[str, dict[str, Any]] = {}
+    videos = [t.video for t in tasks]
+    for evaluator in evaluators:
+        log.info("computing the distances of %s to reference set %s", evaluator.name, reference)
+        features = FeatureStore(out, evaluator.name).read(videos)
+        found = distance_entries(evaluator, features, load_reference(reference, evaluator), len(videos) - features.n_videos)
+        for entry in found.values():
+            if entry["warning"] and on_note is not None:
+                on_note(entry["warning"])
+        entries.update(found)
+    return entries
 
 
 class RunInterrupted(KeyboardInterrupt):

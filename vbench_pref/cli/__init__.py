@@ -14,6 +14,7 @@ from vbench_pref.cli import (  # noqa: F401
     leaderboard_cmd,
     pairs_cmd,
     plot_training_cmd,
+    reference_stats_cmd,
     score,
     study_cmd,
     study_results_cmd,

@@ -41,6 +41,9 @@ def eval_command(
         help="Leaderboard prefix: the run joins PREFIX.runs.txt, PREFIX.csv/.md are rebuilt.",
     ),
     reported: list[str] = typer.Option([], "--reported", help="Reported results shown beside it (e.g. pgdpo_paper)."),
+    reference: Optional[str] = typer.Option(
+        None, "--reference", help="Reference set of set-level evaluators (fvd, fid, kid): see `vbench-pref reference-stats`.",
+    ),
 ) -> None:
     """Generate, score, add to the leaderboard; rerun the same command to reuse videos and scores."""
     from vbench_pref.evaluate import EvalOptions, run_eval
@@ -53,7 +56,7 @@ def eval_command(
         generation=generation, out=out_dir, evaluators=list(evaluators),
         evaluator_options=parse_evaluator_options(list(options)), score_batch_size=batch_size,
         chunk_videos=chunk_videos, memory_budget=memory_budget, score_dtype=score_dtype, method=method, leaderboard=leaderboard,
-        reported=list(reported), command=argv(),
+        reported=list(reported), command=argv(), reference=reference,
     )
     progress, on_start, on_video = g.generation_progress()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vbench_pref.cli._app import app, argv, console, out, reports_errors
@@ -36,6 +37,8 @@ def print_summary(result: ScoreResult) -> None:
     for name, s in result.summary["scores"].items():
         arrow = "↑" if s["higher_is_better"] else "↓"
         label = "  [yellow]† random weights: smoke test, not a measurement[/]" if s.get("random_weights") else ""
+        if s.get("reference"):
+            label = escape(f" [ref: {s['reference']}, {s['n_reference']} videos]") + label
         low, high = s["ci95"]
         table.add_row(
             f"{name} {arrow}{label}",
@@ -122,6 +125,10 @@ def score_command(
         None, "--memory-budget",
         help="Frame memory held at once, e.g. 4GB: chunks shrink to fit (default: --chunk-videos alone).",
     ),
+    reference: Optional[str] = typer.Option(
+        None, "--reference",
+        help="Reference set of set-level evaluators (fvd, fid, kid), made with `vbench-pref reference-stats --name`.",
+    ),
 ) -> None:
     """Score every video of a folder; rerun the same command to resume. Exit 3 if some videos failed."""
     from vbench_pref.scoring import ScoreOptions
@@ -131,7 +138,7 @@ def score_command(
         evaluator_options=parse_evaluator_options(list(options)), device=device, dtype=dtype,
         batch_size=batch_size, backend=backend, workers=workers, chunk_videos=chunk_videos, model=model, method=method,
         recursive=recursive, seed=seed, command=argv(), allow_outside_paths=allow_outside_paths,
-        memory_budget=memory_budget,
+        memory_budget=memory_budget, reference=reference,
     )
     result = score_and_report(opts)
     raise typer.Exit(result.exit_code)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import vbench_pref
-from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line
+from vbench_pref.atomic import append_synced, atomic_write_text, cut_torn_line, journal_entries
 from vbench_pref.distributed import Processes
 from vbench_pref.errors import VbenchPrefError, os_error
 from vbench_pref.generate.families import GenerationSettings
@@ -102,15 +102,8 @@ def read_journal(out: Path) -> dict[str, dict[str, Any]]:
     """Finished videos by file name, from every process's journal; torn last lines are ignored."""
     done: dict[str, dict[str, Any]] = {}
     for journal in sorted(out.glob(JOURNAL_GLOB)):
-        with open(journal, encoding="utf-8") as handle:
-            for line in handle:
-                if not line.endswith("\n"):
-                    break
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    break
-                done[entry["video"]] = entry
+        for entry in journal_entries(journal):
+            done[entry["video"]] = entry
     return {v: e for v, e in done.items() if (out / v).is_file() and (out / v).stat().st_size == e.get("bytes")}
 
 
