@@ -26,6 +26,11 @@ the JSON as ``timed_out`` / ``failed`` and the next part runs):
   model build time and peak GPU memory of each (videoscore2 writes at most 64 tokens per video here).
 - ``vqa``: ``dover`` (DOVER) and ``fast_vqa`` (FAST-VQA-B) at their published sizes with random weights through
   the scoring engine, 100 videos x 33 frames at 360x640, bf16 autocast: videos/s and peak GPU memory of each.
+- ``distribution``: the set-level feature extractors at their published sizes with random weights, each making
+  a reference set's features through the engine (``reference-stats``): ``fvd`` (I3D), ``fid`` (Inception-v3,
+  every 4th frame) on 1,000 videos x 16 frames at 256x256 and ``fvd_videomae`` (VideoMAE-v2 ViT-g) on 100
+  such videos, float32 as the metrics run: videos/s and peak GPU memory; then the Fréchet distance with its bootstrap
+  interval for 1,000 x 1,408 features.
 """
 
 from __future__ import annotations
@@ -298,15 +303,59 @@ def part_vqa(sizes: Sizes, work: Path) -> dict[str, Any]:
     return figures
 
 
+def part_distribution(sizes: Sizes, work: Path) -> dict[str, Any]:
+    """Each set-level extractor making a reference set's features through the engine, then one distance."""
+    os.environ["VBENCH_PREF_CACHE"] = str(work / "cache")  # reference sets live in the cache
+    import numpy as np
+
+    from vbench_pref.distribution.distance import bootstrap_frechet, frechet_distance, gaussian_stats
+    from vbench_pref.distribution.reference_stats import make_reference_stats
+    from vbench_pref.scoring import ScoreOptions
+
+    n, frames, size = (4, 16, 32) if sizes.smoke else (1000, 16, 256)
+    videos = make_videos(work / "videos", n, frames, size)
+    few = make_videos(work / "few", max(2, n // 10), frames, size)
+    plan = {
+        "fvd": (videos, {"weights": "random"}),
+        "fid": (videos, {"weights": "random", "stride": 4}),
+        "fvd_videomae": (few, {"weights": "random", "random_size": "tiny" if sizes.smoke else "full"}),
+    }
+    figures: dict[str, Any] = {"videos": n, "frames": frames, "height": size, "width": size, "dtype": "float32",
+                               "random_weights": True, "frechet_features": [n, 64 if sizes.smoke else 1408]}
+    for name, (folder, options) in plan.items():
+        reset_peak()
+        opts = ScoreOptions(videos=folder, out=work / name, evaluators=[name], evaluator_options={name: options},
+                            device=sizes.device, batch_size=16, workers=4 if sizes.device == "cuda" else 2)
+        started: list[float] = []
+        start = time.perf_counter()
+        make_reference_stats(f"check-{name}", opts, on_start=lambda *_: started.append(time.perf_counter()))
+        end = time.perf_counter()
+        count = len(list(folder.glob("*.mp4")))
+        figures[name] = {"options": options, "videos": count, "load_s": started[0] - start,
+                         "features_s": end - started[0], "videos_per_s": count / (end - started[0]),
+                         "peak_gib": peak_gib()}
+    rng = np.random.default_rng(0)
+    dim = 64 if sizes.smoke else 1408  # fvd_videomae's feature size
+    a, b = rng.normal(size=(n, dim)), rng.normal(0.1, 1.0, size=(n, dim))
+    start = time.perf_counter()
+    frechet_distance(gaussian_stats(a), gaussian_stats(b))
+    figures["frechet_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    bootstrap_frechet(a, b)
+    figures["bootstrap_frechet_s"] = time.perf_counter() - start
+    return figures
+
+
 PARTS: dict[str, tuple[Callable[[Sizes, Path], dict[str, Any]], float]] = {
     # random init of the 1.3B transformer, of ViT-H-14 and of the 7B VLM on the CPU is part of each limit
-    "clip_family": (part_clip_family, 75.0),
-    "generation": (part_generation, 90.0),
-    "training": (part_training, 70.0),
-    "engine": (part_engine, 75.0),
-    "precision": (part_precision, 40.0),
-    "vlm_rewards": (part_vlm_rewards, 85.0),
-    "vqa": (part_vqa, 45.0),
+    "clip_family": (part_clip_family, 65.0),
+    "generation": (part_generation, 75.0),
+    "training": (part_training, 65.0),
+    "engine": (part_engine, 65.0),
+    "precision": (part_precision, 35.0),
+    "vlm_rewards": (part_vlm_rewards, 75.0),
+    "vqa": (part_vqa, 40.0),
+    "distribution": (part_distribution, 60.0),
 }
 
 
@@ -379,6 +428,10 @@ def summary_line(name: str, part: dict[str, Any]) -> str:
     if name == "engine":
         compute = ", ".join(f"{e} {s:.1f} s" for e, s in part["evaluator_compute_s"].items())
         return f"{name:<12} {part['videos']} videos: {part['videos_per_s']:.1f} videos/s ({compute})"
+    if name == "distribution":
+        return f"{name:<12} " + ", ".join(
+            f"{e} {part[e]['videos_per_s']:.1f} videos/s peak {gib(part[e]['peak_gib'])}"
+            for e in ("fvd", "fid", "fvd_videomae")) + f", Fréchet + bootstrap {part['bootstrap_frechet_s']:.1f} s"
     worst = {d: max((v["max_abs_diff"] for v in part[d].values()), default=float("nan")) for d in ("bfloat16", "float16")}
     return f"{name:<12} max |score - fp32|: bf16 {worst['bfloat16']:.2e}, fp16 {worst['float16']:.2e}"
 

@@ -38,7 +38,8 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "check.json").read_text())
     parts = report["parts"]
-    assert list(parts) == ["clip_family", "generation", "training", "engine", "precision", "vlm_rewards", "vqa"]
+    assert list(parts) == ["clip_family", "generation", "training", "engine", "precision", "vlm_rewards", "vqa",
+                          "distribution"]
     for name, part in parts.items():
         assert part["status"] == "ok", (name, part)
         assert all(math.isfinite(n) for n in _numbers(part)), (name, part)
@@ -56,6 +57,8 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
         assert parts["vlm_rewards"][name]["videos_per_s"] > 0 and parts["vlm_rewards"][name]["options"]["weights"] == "random"
     for name in ("dover", "fast_vqa_b"):
         assert parts["vqa"][name]["videos_per_s"] > 0
+    for name in ("fvd", "fid", "fvd_videomae"):
+        assert parts["distribution"][name]["videos_per_s"] > 0 and parts["distribution"][name]["options"]["weights"] == "random"
         assert next(iter(parts["vqa"][name]["options"].values()))["weights"] == "random"
     # one summary line per part, then where the JSON went
     lines = result.stdout.strip().splitlines()
