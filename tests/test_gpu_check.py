@@ -57,12 +57,13 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
         assert parts["vlm_rewards"][name]["videos_per_s"] > 0 and parts["vlm_rewards"][name]["options"]["weights"] == "random"
     for name in ("dover", "fast_vqa_b"):
         assert parts["vqa"][name]["videos_per_s"] > 0
+        assert next(iter(parts["vqa"][name]["options"].values()))["weights"] == "random"
     for name in ("fvd", "fid", "fvd_videomae"):
         assert parts["distribution"][name]["videos_per_s"] > 0 and parts["distribution"][name]["options"]["weights"] == "random"
-        assert next(iter(parts["vqa"][name]["options"].values()))["weights"] == "random"
+    assert parts["distribution"]["bootstrap_frechet_s"] > 0
     # one summary line per part, then where the JSON went
     lines = result.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines[:7]] == list(parts) and lines[-1].startswith("-> check.json")
+    assert [line.split()[0] for line in lines[:len(parts)]] == list(parts) and lines[-1].startswith("-> check.json")
 
 
 def test_an_overrunning_part_is_recorded_and_the_next_runs(tmp_path: Path) -> None:
