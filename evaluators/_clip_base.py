@@ -237,3 +237,22 @@ def weights_option_missing(value: str, spec: weight_files.WeightSpec, evaluator:
     except VbenchPrefError as exc:
         return str(exc)
     return None
+
+
+class WeightsOption:
+    """An evaluator's ``weights`` option on one manifest entry (``weight_spec``): 'official' (the manifest's
+    file), a file or folder, or 'random'. Listed before the evaluator base class, so these win over its defaults."""
+
+    name: str
+    config: dict[str, Any]
+    weight_spec: weight_files.WeightSpec
+
+    @property
+    def uses_random_weights(self) -> bool:
+        return self.config["weights"] == "random"
+
+    def required_weights(self) -> tuple[weight_files.WeightSpec, ...]:
+        return (self.weight_spec,) if self.config["weights"] == "official" else ()
+
+    def missing_weights(self) -> str | None:
+        return weights_option_missing(str(self.config["weights"]), self.weight_spec, self.name)

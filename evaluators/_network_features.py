@@ -16,7 +16,7 @@ import torch
 from vbench_pref import weights as weight_files
 from vbench_pref.evaluator import Option, SetEvaluator, SharedModels
 
-from ._clip_base import resolve_weights_option, weights_option_missing
+from ._clip_base import WeightsOption, resolve_weights_option
 
 RANDOM_SEED = 0  # weights=random: always the same untrained network, so random-weight runs compare
 
@@ -27,7 +27,7 @@ WEIGHTS_OPTION = Option(
 )
 
 
-class NetworkFeatures(SetEvaluator):
+class NetworkFeatures(WeightsOption, SetEvaluator):
     """A set-level evaluator whose features come from one published network."""
 
     weight_spec: weight_files.WeightSpec
@@ -51,18 +51,8 @@ class NetworkFeatures(SetEvaluator):
         """What run.json records about random weights (their seed, and size where there are several)."""
         return {"seed": RANDOM_SEED}
 
-    @property
-    def uses_random_weights(self) -> bool:
-        return self.config["weights"] == "random"
-
-    def required_weights(self) -> tuple[weight_files.WeightSpec, ...]:
-        return (self.weight_spec,) if self.config["weights"] == "official" else ()
-
     def residency_key(self) -> str:
         return f"{self.network_name}:{self.config['weights']}:{sorted(self.random_label().items())}"
-
-    def missing_weights(self) -> str | None:
-        return weights_option_missing(str(self.config["weights"]), self.weight_spec, self.name)
 
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
              shared: SharedModels | None = None) -> None:

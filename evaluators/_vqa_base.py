@@ -25,7 +25,7 @@ from vbench_pref.video import FrameSpec
 from vbench_pref.vqa import models, views
 from vbench_pref.weights import WeightSpec
 
-from ._clip_base import resolve_weights_option, weights_option_missing
+from ._clip_base import WeightsOption, resolve_weights_option
 
 PRECISIONS = ("run", "reference", "float32")
 SEED_RULE = (
@@ -67,7 +67,7 @@ def replay_draws(run_seed: int, video: str, num_frames: int, height: int, width:
     return out
 
 
-class VQAEvaluator(Evaluator):
+class VQAEvaluator(WeightsOption, Evaluator):
     """An evaluator on one ``vbench_pref.vqa`` network; its variants are network families
     (``vbench_pref.vqa.models.FAMILIES``); subclasses map them to weight files and raw scores to scores."""
 
@@ -103,19 +103,9 @@ class VQAEvaluator(Evaluator):
     def weight_spec(self) -> WeightSpec:
         return self.variant_weights[str(self.config["variant"])]
 
-    @property
-    def uses_random_weights(self) -> bool:
-        return self.config["weights"] == "random"
-
-    def required_weights(self) -> tuple[WeightSpec, ...]:
-        return (self.weight_spec,) if self.config["weights"] == "official" else ()
-
     def residency_key(self) -> str:
         c = self.config
         return f"vqa:{self.family}:{c['weights']}:{c['random_size']}"
-
-    def missing_weights(self) -> str | None:
-        return weights_option_missing(str(self.config["weights"]), self.weight_spec, self.name)
 
     # --- loading ---
     def load(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,

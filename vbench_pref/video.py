@@ -876,9 +876,16 @@ def write_video(
                 cc.colorspace = 6  # SMPTE 170M = BT.601: what swscale used for RGB->YUV and decoders assume
                 cc.color_range = 1  # limited ("tv") range
             stream.width, stream.height = w, h
-            for i in range(t):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
-                frame.pts = i
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
+            encode_frames(container, stream, frames)
     return path
+
+
+def encode_frames(container: Any, stream: Any, frames: np.ndarray) -> None:
+    """Encode uint8 RGB frames (T x H x W x 3) into an open PyAV stream, one pts per frame, then flush it."""
+    import av
+
+    for i in range(len(frames)):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
+        frame.pts = i
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))

@@ -42,17 +42,15 @@ def write_webm(path: Path, frames: np.ndarray, fps: Fraction) -> Path:
     """uint8 (T, H, W, 3) frames as VP9 WebM, atomically."""
     import av
 
-    t, h, w, _ = frames.shape
+    from vbench_pref.video import encode_frames
+
+    _, h, w, _ = frames.shape
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="webm") as container:
             stream = container.add_stream("libvpx-vp9", rate=fps)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             stream.options = {"crf": str(WEBM_CRF), "b": "0", "cpu-used": str(_SPEED), "row-mt": "1"}
-            for i in range(t):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[i]), format="rgb24")
-                frame.pts = i
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
+            encode_frames(container, stream, frames)
     return path
 
 
